@@ -1,0 +1,75 @@
+"""trio-playout: the LiveKit Agents playout core on trio's structured concurrency.
+
+Interrupts cancel scopes instead of racing futures, so an interrupted speech is done
+as soon as its audio is confirmed stopped: no watchdog, no 5-second stall, nothing
+still running after done. See the README for the contracts and an example.
+"""
+
+from ._audio import (
+    AudioFrame,
+    AudioOutput,
+    PlaybackResult,
+    PlaybackSegment,
+    PlayoutRecord,
+    RealtimeAudioSink,
+)
+from ._context import RunContext
+from ._exceptions import (
+    CircularWaitError,
+    InterruptionNotAllowed,
+    InvalidToolArguments,
+    PlayoutError,
+    SessionClosedError,
+    SpeechAlreadyInterrupted,
+    SpeechNotDone,
+    ToolDefinitionError,
+    ToolError,
+    UnknownToolError,
+)
+from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput, History
+from ._models import LLM, TTS, LLMChunk, LLMRequest, SynthesizedAudio, TextDelta, ToolCall, WordTiming
+from ._session import InterruptResult, Session, open_session
+from ._speech import SpeechHandle, SpeechPriority
+from ._tools import FunctionTool, function_tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "TTS",
+    "AudioFrame",
+    "AudioOutput",
+    "ChatItem",
+    "ChatMessage",
+    "CircularWaitError",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "FunctionTool",
+    "History",
+    "InterruptResult",
+    "InterruptionNotAllowed",
+    "InvalidToolArguments",
+    "LLMChunk",
+    "LLMRequest",
+    "PlaybackResult",
+    "PlaybackSegment",
+    "PlayoutError",
+    "PlayoutRecord",
+    "RealtimeAudioSink",
+    "RunContext",
+    "Session",
+    "SessionClosedError",
+    "SpeechAlreadyInterrupted",
+    "SpeechHandle",
+    "SpeechNotDone",
+    "SpeechPriority",
+    "SynthesizedAudio",
+    "TextDelta",
+    "ToolCall",
+    "ToolDefinitionError",
+    "ToolError",
+    "UnknownToolError",
+    "WordTiming",
+    "function_tool",
+    "open_session",
+]

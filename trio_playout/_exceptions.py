@@ -1,0 +1,88 @@
+"""Exceptions raised by trio_playout.
+
+Every exception the library raises on purpose derives from :class:`PlayoutError`.
+Where livekit-agents raised a bare ``RuntimeError`` for the same situation, ours
+also subclasses ``RuntimeError``, so code ported from livekit that catches
+``RuntimeError`` keeps working.
+
+The tree::
+
+    PlayoutError
+    ├── InterruptionNotAllowed(RuntimeError)  interrupt() on a protected speech
+    ├── CircularWaitError(RuntimeError)       a tool waits for its own speech
+    ├── SpeechAlreadyInterrupted(RuntimeError) protecting a speech that was interrupted
+    ├── SpeechNotDone                         exception() before the speech is done
+    ├── SessionClosedError(RuntimeError)      say()/generate_reply() on a closed session
+    ├── ToolDefinitionError(TypeError)        @function_tool on something that is not a tool
+    └── ToolError                             raised by a tool: the message goes to the LLM
+        ├── UnknownToolError                  the LLM called a tool that does not exist
+        └── InvalidToolArguments              the arguments do not match the tool's schema
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircularWaitError",
+    "InterruptionNotAllowed",
+    "InvalidToolArguments",
+    "PlayoutError",
+    "SessionClosedError",
+    "SpeechAlreadyInterrupted",
+    "SpeechNotDone",
+    "ToolDefinitionError",
+    "ToolError",
+    "UnknownToolError",
+]
+
+
+class PlayoutError(Exception):
+    """Root of every error trio_playout raises deliberately."""
+
+
+class InterruptionNotAllowed(PlayoutError, RuntimeError):
+    """``interrupt()`` was called on a speech that disallows interruptions.
+
+    Nothing was changed. Use ``interrupt(force=True)`` to stop it anyway (its
+    protected tools still run to completion).
+    """
+
+
+class CircularWaitError(PlayoutError, RuntimeError):
+    """A tool waited for the speech that is waiting for that tool.
+
+    The speech cannot finish before its tools do, so the wait could never return.
+    Inside a tool, use :meth:`RunContext.wait_for_playout`, which waits only for the
+    audio of the step that started the tool.
+    """
+
+
+class SpeechAlreadyInterrupted(PlayoutError, RuntimeError):
+    """Interruptions cannot be disallowed on a speech that was already interrupted."""
+
+
+class SpeechNotDone(PlayoutError):
+    """The speech is still running; ``await handle.wait_for_playout()`` first."""
+
+
+class SessionClosedError(PlayoutError, RuntimeError):
+    """The session is closing or closed; it accepts no new speech."""
+
+
+class ToolDefinitionError(PlayoutError, TypeError):
+    """``@function_tool`` was applied to something that cannot be a tool."""
+
+
+class ToolError(PlayoutError):
+    """Raise this from a tool to tell the LLM what went wrong.
+
+    The message becomes the call's error output, which the LLM sees on its next
+    step. Any other exception is recorded too, with its type and message.
+    """
+
+
+class UnknownToolError(ToolError):
+    """The LLM called a tool the session does not have."""
+
+
+class InvalidToolArguments(ToolError):
+    """The LLM's arguments are not valid JSON or do not match the tool's schema."""

@@ -1,0 +1,595 @@
+"""Sessions: the speech scheduler, speech supervisors, reply steps and tool runs.
+
+Ownership (what replaces livekit's shielded futures and its 5 s watchdog):
+
+* The session owns a nursery. In it run the sink's ``serve()``, the scheduler, and
+  one *supervisor* task per speech.
+* A supervisor owns a nursery for everything its speech does: each step's LLM and
+  TTS work and every tool call. ``done`` is set in the supervisor's ``finally``,
+  after that nursery has joined and the history is written, so a done speech has
+  nothing left running, by construction.
+* An interrupt cancels the speech's interruptible scopes (waiting in the queue, the
+  LLM, TTS and audio forwarding) and the scope of each running unprotected tool
+  call, once. Stopping the audio then runs shielded and bounded by ``sink_grace``:
+  ``clear_buffer()``, then wait for the sink to confirm. The step's audio is
+  finished when the sink confirms, or when the grace runs out (and the handle then
+  says so with ``sink_timed_out``). Nothing kills a speech on a timer.
+* Tools are children of the speech nursery but never of the scopes an interrupt
+  cancels: a protected tool keeps running after a forced interrupt and the speech
+  is done when it returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import re
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Any, TypeVar
+
+import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+from ._audio import AudioOutput, PlaybackResult, PlaybackSegment
+from ._context import RunContext
+from ._exceptions import (
+    InterruptionNotAllowed,
+    InvalidToolArguments,
+    SessionClosedError,
+    ToolDefinitionError,
+    ToolError,
+    UnknownToolError,
+)
+from ._history import ChatMessage, FunctionCall, FunctionCallOutput, History
+from ._models import LLM, TTS, LLMRequest, TextDelta, ToolCall
+from ._speech import SpeechHandle, SpeechPriority, _current_run, _Step, _ToolRun
+from ._state import SpeechPhase, ToolCallPhase, ToolCallState
+from ._tools import FunctionTool
+
+__all__ = ["InterruptResult", "Session", "open_session"]
+
+logger = logging.getLogger("trio_playout.session")
+
+T = TypeVar("T")
+
+_SENTENCE_END = re.compile(r"[.!?;:]+\s+")
+
+
+class InterruptResult:
+    """The speeches a :meth:`Session.interrupt` call interrupted.
+
+    ``await result.wait()`` returns when every one of them is done (their audio
+    confirmed stopped). Cancelling that wait changes nothing.
+    """
+
+    def __init__(self, speeches: Iterable[SpeechHandle]) -> None:
+        self.speeches: tuple[SpeechHandle, ...] = tuple(speeches)
+
+    def __repr__(self) -> str:
+        return f"<InterruptResult {[s.id for s in self.speeches]}>"
+
+    async def wait(self) -> None:
+        for speech in self.speeches:
+            await speech.wait_for_playout()
+
+
+class _SpeechQueue:
+    """Speeches waiting for the scheduler: highest priority first, FIFO within one."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, SpeechHandle]] = []
+        self._seq = itertools.count()
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def push(self, speech: SpeechHandle) -> None:
+        heappush(self._heap, (-speech.priority, next(self._seq), speech))
+        self._lot.unpark_all()
+
+    async def pop(self) -> SpeechHandle:
+        while not self._heap:
+            await self._lot.park()
+        return heappop(self._heap)[2]
+
+    def in_playout_order(self) -> list[SpeechHandle]:
+        return [entry[2] for entry in sorted(self._heap)]
+
+    def __contains__(self, speech: object) -> bool:
+        return any(entry[2] is speech for entry in self._heap)
+
+
+@dataclass
+class _Playout:
+    """What one step forwarded to the sink, for cutting the heard text."""
+
+    text: str = ""
+    words: list[tuple[float, int]] = field(default_factory=list)  # (start s, end char)
+    audio: float = 0.0
+    segment: PlaybackSegment | None = None
+
+    def heard(self, position: float) -> str:
+        if not self.words:
+            return self.text  # no word timings: the best we know is what was sent
+        end = max((c for start, c in self.words if start < position), default=0)
+        return self.text[:end]
+
+
+@dataclass(frozen=True)
+class _Say:
+    text: str
+
+
+class _Reply:
+    pass
+
+
+_Source = _Say | _Reply
+
+
+def _to_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@asynccontextmanager
+async def _aclosing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class Session:
+    """A conversation: its speeches, their audio, tools and history.
+
+    Create it with :func:`open_session`. ``say`` and ``generate_reply`` are
+    synchronous: they schedule a speech and return its :class:`SpeechHandle`.
+    """
+
+    def __init__(
+        self,
+        *,
+        llm: LLM,
+        tts: TTS,
+        output: AudioOutput,
+        tools: Sequence[FunctionTool],
+        allow_interruptions: bool,
+        sink_grace: float,
+        close_timeout: float,
+        nursery: trio.Nursery,
+    ) -> None:
+        self._llm = llm
+        self._tts = tts
+        self._output = output
+        self._tools: dict[str, FunctionTool] = {}
+        for tool in tools:
+            if not isinstance(tool, FunctionTool):
+                raise ToolDefinitionError(f"{tool!r} is not a tool; decorate it with @function_tool")
+            if tool.name in self._tools:
+                raise ToolDefinitionError(f"two tools are named {tool.name!r}")
+            self._tools[tool.name] = tool
+        self.allow_interruptions = allow_interruptions
+        self.sink_grace = sink_grace
+        self.close_timeout = close_timeout
+        self._nursery = nursery
+        self._queue = _SpeechQueue()
+        self._current: SpeechHandle | None = None
+        self._live: dict[SpeechHandle, None] = {}  # insertion-ordered set
+        self._closing = False
+        self._call_ids = itertools.count(1)
+        self.history = History()
+
+    # -- public API -----------------------------------------------------------------
+    @property
+    def current_speech(self) -> SpeechHandle | None:
+        """The speech whose audio step is authorized right now, if any."""
+        return self._current
+
+    @property
+    def tools(self) -> Mapping[str, FunctionTool]:
+        return dict(self._tools)
+
+    @property
+    def speeches(self) -> tuple[SpeechHandle, ...]:
+        """Speeches not yet done, in the order they were created."""
+        return tuple(self._live)
+
+    @property
+    def closed(self) -> bool:
+        """True once the session started closing; it accepts no new speech."""
+        return self._closing
+
+    def say(
+        self,
+        text: str,
+        *,
+        allow_interruptions: bool | None = None,
+        priority: SpeechPriority = SpeechPriority.NORMAL,
+    ) -> SpeechHandle:
+        """Schedule ``text`` to be spoken as it is (no LLM)."""
+        if not isinstance(text, str):
+            raise TypeError(f"say() takes a str, got {type(text).__name__}")
+        return self._schedule(_Say(text), allow_interruptions, priority)
+
+    def generate_reply(
+        self,
+        *,
+        user_input: str | None = None,
+        allow_interruptions: bool | None = None,
+        priority: SpeechPriority = SpeechPriority.NORMAL,
+    ) -> SpeechHandle:
+        """Schedule an LLM reply; ``user_input`` is recorded first as a user message.
+
+        The user message is written at once, so the user's words are kept even when
+        the reply is interrupted before it starts.
+        """
+        if user_input is not None and not isinstance(user_input, str):
+            raise TypeError(f"user_input must be a str, got {type(user_input).__name__}")
+        self._check_open()
+        if user_input is not None:
+            self.history._append(ChatMessage("user", user_input))
+        return self._schedule(_Reply(), allow_interruptions, priority)
+
+    def interrupt(self, *, force: bool = False, source: str = "programmatic") -> InterruptResult:
+        """Interrupt the current speech and the queued ones, in playout order.
+
+        Speeches running tools after their audio (background speeches) are
+        interrupted too, except protected ones unless ``force``. The queue walk stops
+        at the first protected queued speech, so no gap opens in the conversation.
+        If the current speech is protected and ``force`` is False this raises
+        :class:`InterruptionNotAllowed` having changed nothing.
+        """
+        current = self._current
+        if (current is not None and not force and not current.interrupted
+                and not current.allow_interruptions):
+            raise InterruptionNotAllowed(f"{current.id} does not allow interruptions; use force=True")
+        queued = self._queue.in_playout_order()
+        targets: list[SpeechHandle] = []
+        for speech in self._live:
+            if speech is current or speech in queued:
+                continue
+            if force or speech.allow_interruptions or speech.interrupted:
+                targets.append(speech.interrupt(force=force, source=source))
+        if current is not None:
+            targets.append(current.interrupt(force=force, source=source))
+        for speech in queued:
+            if speech.done() or speech in targets:
+                continue
+            if not force and not speech.allow_interruptions and not speech.interrupted:
+                logger.warning("interrupt stopped at protected queued speech %s", speech.id)
+                break
+            targets.append(speech.interrupt(force=force, source=source))
+        return InterruptResult(s for s in targets if not s.done())
+
+    # -- scheduling -------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing:
+            raise SessionClosedError("the session is closed; it accepts no new speech")
+
+    def _schedule(self, source: _Source, allow: bool | None, priority: SpeechPriority) -> SpeechHandle:
+        self._check_open()
+        speech = SpeechHandle(
+            allow_interruptions=self.allow_interruptions if allow is None else allow,
+            priority=SpeechPriority(priority),
+        )
+        speech._state.schedule()
+        self._live[speech] = None
+        self._queue.push(speech)
+        self._nursery.start_soon(self._supervise, speech, source, name=f"speech {speech.id}")
+        return speech
+
+    async def _scheduler(self) -> None:
+        while True:
+            speech = await self._queue.pop()
+            if speech.done() or speech.interrupted:
+                continue
+            step = speech._steps[-1]
+            self._current = speech
+            speech._state.authorize()
+            step.authorized.set()
+            await step.playout_done.wait()
+
+    # -- one speech -----------------------------------------------------------------------
+    async def _supervise(self, speech: SpeechHandle, source: _Source) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    step = speech._steps[-1]
+                    with speech._interruptible():
+                        await step.authorized.wait()
+                    if speech.interrupted:
+                        break
+                    await self._play_step(speech, step, source, nursery)
+                    for run in step.runs:
+                        await run.finished.wait()
+                    self._commit_tools(speech, step)
+                    if not step.runs or speech._error is not None or not speech._state.may_continue():
+                        break
+                    speech._state.next_step()
+                    speech._steps.append(_Step(len(speech._steps)))
+                    self._queue.push(speech)
+        except Exception as exc:
+            self._record_error(speech, exc)
+        finally:
+            self._finalize(speech)
+
+    def _finalize(self, speech: SpeechHandle) -> None:
+        """Last words of a supervisor: every record written, then done. No awaits."""
+        for step in speech._steps:
+            self._commit_tools(speech, step)
+            self._finish_playout(speech, step)
+        speech._state.finish()
+        self._live.pop(speech, None)
+        speech._done.set()
+
+    def _finish_playout(self, speech: SpeechHandle, step: _Step) -> None:
+        if step.playout_done.is_set():
+            return
+        if self._current is speech:
+            self._current = None
+        if speech._state.phase is SpeechPhase.AUTHORIZED:
+            speech._state.playout_finished()
+        step.playout_done.set()
+
+    def _commit(self, speech: SpeechHandle, item: ChatMessage | FunctionCall | FunctionCallOutput) -> None:
+        if speech.done():
+            raise AssertionError(f"{speech.id} is done; refusing to write {item!r}")
+        self.history._append(item)
+        speech._chat_items.append(item)
+
+    def _commit_tools(self, speech: SpeechHandle, step: _Step) -> None:
+        for run in step.runs:
+            outcome = run.state.outcome
+            if outcome is None or run.committed:
+                continue
+            run.committed = True
+            self._commit(speech, run.call)
+            self._commit(speech, FunctionCallOutput(
+                run.call.call_id,
+                outcome.output,
+                is_error=outcome.phase is ToolCallPhase.ERROR,
+                interrupted=outcome.phase is ToolCallPhase.INTERRUPTED,
+            ))
+
+    def _record_error(self, speech: SpeechHandle, exc: BaseException) -> None:
+        if speech._error is None:
+            speech._error = exc
+        logger.error("%s failed: %r", speech.id, exc, exc_info=exc)
+
+    # -- one step: LLM -> TTS -> sink -----------------------------------------------------
+    async def _play_step(self, speech: SpeechHandle, step: _Step, source: _Source,
+                         nursery: trio.Nursery) -> None:
+        playout = _Playout()
+        try:
+            with speech._interruptible():
+                send, recv = trio.open_memory_channel[str](math.inf)
+                async with trio.open_nursery() as gen:
+                    gen.start_soon(self._produce, speech, step, source, send, nursery)
+                    await self._forward(speech, recv, playout)
+                segment = self._output.flush() or playout.segment
+                if segment is not None:
+                    playout.segment = segment
+                    step.playback = await self._await_natural_end(speech, segment)
+        finally:
+            segment = playout.segment or self._output.current_segment
+            if step.playback is None and segment is not None:
+                step.playback = await self._stop_audio(speech, segment)
+            self._commit_heard(speech, playout, step.playback)
+            self._finish_playout(speech, step)
+
+    async def _produce(self, speech: SpeechHandle, step: _Step, source: _Source,
+                       send: trio.MemorySendChannel[str], nursery: trio.Nursery) -> None:
+        async with send:
+            if isinstance(source, _Say):
+                await send.send(source.text)
+                return
+            request = LLMRequest(history=tuple(self.history), tools=tuple(self._tools.values()))
+            try:
+                async with _aclosing(self._llm.stream(request)) as stream:
+                    async for chunk in stream:
+                        if isinstance(chunk, TextDelta):
+                            if chunk.text:
+                                await send.send(chunk.text)
+                        elif isinstance(chunk, ToolCall):
+                            self._launch_tool(speech, step, chunk, nursery)
+                        else:
+                            raise TypeError(f"the LLM yielded {chunk!r}, not a TextDelta or ToolCall")
+            except Exception as exc:
+                self._record_error(speech, exc)
+
+    async def _forward(self, speech: SpeechHandle, recv: trio.MemoryReceiveChannel[str],
+                       playout: _Playout) -> None:
+        buffered = ""
+        try:
+            async with recv:
+                async for piece in recv:
+                    buffered += piece
+                    while (m := _SENTENCE_END.search(buffered)) is not None:
+                        await self._speak(buffered[: m.end()], playout)
+                        buffered = buffered[m.end():]
+                if buffered:
+                    await self._speak(buffered, playout)
+        except Exception as exc:
+            self._record_error(speech, exc)
+
+    async def _speak(self, text: str, playout: _Playout) -> None:
+        base_char, base_time = len(playout.text), playout.audio
+        playout.text += text
+        async with _aclosing(self._tts.synthesize(text)) as audio:
+            async for chunk in audio:
+                for word in chunk.words:
+                    playout.words.append((base_time + word.start, base_char + word.end_char))
+                playout.segment = await self._output.capture_frame(chunk.frame)
+                playout.audio += chunk.frame.duration
+
+    async def _await_natural_end(self, speech: SpeechHandle, segment: PlaybackSegment) -> PlaybackResult:
+        # A sink that never reports the end would wedge the queue; bound it by the
+        # audio's own length plus the grace.
+        with trio.move_on_after(segment.captured + self.sink_grace):
+            return await segment.wait()
+        return self._give_up(speech, segment, "did not report the end of playout")
+
+    async def _stop_audio(self, speech: SpeechHandle, segment: PlaybackSegment) -> PlaybackResult:
+        with trio.CancelScope(shield=True):
+            if not segment.done():
+                self._output.clear_buffer()
+            with trio.move_on_after(self.sink_grace):
+                return await segment.wait()
+        return self._give_up(speech, segment, "did not confirm the stop")
+
+    def _give_up(self, speech: SpeechHandle, segment: PlaybackSegment, why: str) -> PlaybackResult:
+        segment.abandon(self._output.playback_position(segment))
+        speech.sink_timed_out = True
+        logger.warning("%s: the audio sink %s within sink_grace=%.3gs; finishing without it",
+                       speech.id, why, self.sink_grace)
+        assert segment.result is not None
+        return segment.result
+
+    def _commit_heard(self, speech: SpeechHandle, playout: _Playout, result: PlaybackResult | None) -> None:
+        if result is None:
+            return
+        interrupted = result.interrupted or speech.interrupted
+        text = (playout.heard(result.position) if result.interrupted else playout.heard(math.inf)).rstrip()
+        if text and (result.position > 0 or not result.interrupted):
+            self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))
+
+    # -- tools ----------------------------------------------------------------------------
+    def _launch_tool(self, speech: SpeechHandle, step: _Step, call: ToolCall, nursery: trio.Nursery) -> None:
+        call_id = call.call_id or f"call_{next(self._call_ids)}"
+        fc = FunctionCall(call_id, call.name, call.arguments_json())
+        tool = self._tools.get(call.name)
+        run = _ToolRun(speech, step, fc, tool, ToolCallState(protected=tool is not None and not tool.interruptible))
+        step.runs.append(run)
+        try:
+            if tool is None:
+                known = ", ".join(sorted(self._tools)) or "none"
+                raise UnknownToolError(f"there is no tool named {call.name!r} (available: {known})")
+            arguments = tool.parse_arguments(call.arguments)
+        except (UnknownToolError, InvalidToolArguments) as exc:
+            run.state.finish(ToolCallPhase.ERROR, str(exc))
+            run.finished.set()
+            return
+        run.ctx = RunContext(self, run)
+        speech._runs.append(run)
+        if speech.interrupted:
+            run.deliver(speech.interrupt_source or "programmatic")
+        nursery.start_soon(self._run_tool, run, arguments, name=f"tool {call.name} ({call_id})")
+
+    async def _run_tool(self, run: _ToolRun, arguments: dict[str, Any]) -> None:
+        assert run.tool is not None and run.ctx is not None
+        try:
+            if not run.state.start():
+                run.state.finish(ToolCallPhase.INTERRUPTED,
+                                 f"not started: the speech was interrupted ({run.state.cancel_source})")
+                return
+            _current_run.set(run)
+            with run.scope:
+                try:
+                    value = await run.tool.fn(run.ctx, **arguments)
+                except ToolError as exc:
+                    run.state.finish(ToolCallPhase.ERROR, str(exc))
+                except Exception as exc:
+                    logger.warning("tool %s (%s) raised %r", run.call.name, run.call.call_id, exc)
+                    run.state.finish(ToolCallPhase.ERROR, f"{type(exc).__name__}: {exc}")
+                else:
+                    run.state.finish(ToolCallPhase.RESULT, _to_text(value))
+        finally:
+            if not run.state.phase.terminal:
+                source = run.state.cancel_source or "cancelled"
+                run.state.finish(ToolCallPhase.INTERRUPTED, f"interrupted ({source})")
+            run.finished.set()
+
+    # -- closing ---------------------------------------------------------------------------
+    async def _aclose(self) -> None:
+        self._closing = True
+        with trio.CancelScope(shield=True):
+            for speech in list(self._live):
+                speech.interrupt(force=True, source="session_close")
+            with trio.move_on_after(max(self.close_timeout, self.sink_grace)):
+                await self._wait_all_done()
+            stuck = [run for speech in self._live for run in speech._runs if not run.finished.is_set()]
+            if stuck:
+                logger.warning(
+                    "closing the session: cancelling tool call(s) still running after "
+                    "close_timeout=%.3gs: %s", self.close_timeout,
+                    ", ".join(f"{r.call.name} ({r.call.call_id}, {r.speech.id})" for r in stuck))
+                for run in stuck:
+                    run.deliver("session_close", override_protection=True)
+                with trio.move_on_after(self.sink_grace):
+                    await self._wait_all_done()
+            if self._live:
+                logger.error("closing the session: cancelling speeches that did not finish: %s",
+                             ", ".join(s.id for s in self._live))
+        self._nursery.cancel_scope.cancel(reason="session closed")
+
+    async def _wait_all_done(self) -> None:
+        while self._live:
+            await next(iter(self._live))._done.wait()
+
+
+def _check_seconds(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not (0 <= value < math.inf):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return float(value)
+
+
+@asynccontextmanager
+async def open_session(
+    *,
+    llm: LLM,
+    tts: TTS,
+    output: AudioOutput,
+    tools: Sequence[FunctionTool] = (),
+    allow_interruptions: bool = True,
+    sink_grace: float = 2.0,
+    close_timeout: float = 10.0,
+) -> AsyncGenerator[Session, None]:
+    """Open a session; leaving the block closes it, bounded.
+
+    On exit every speech is interrupted (forced): unprotected work is cancelled at
+    once, the sink gets ``sink_grace`` to confirm the stop, and protected tools get
+    up to ``close_timeout`` to finish; then they are cancelled, with a log line
+    naming them. Leaving never waits longer than about
+    ``max(close_timeout, sink_grace) + sink_grace``.
+    """
+    sink_grace = _check_seconds("sink_grace", sink_grace)
+    close_timeout = _check_seconds("close_timeout", close_timeout)
+    if not isinstance(output, AudioOutput):
+        raise TypeError(f"output must be an AudioOutput, got {type(output).__name__}")
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            session = Session(llm=llm, tts=tts, output=output, tools=tools,
+                              allow_interruptions=allow_interruptions, sink_grace=sink_grace,
+                              close_timeout=close_timeout, nursery=nursery)
+            await nursery.start(output.serve)
+            nursery.start_soon(session._scheduler, name="speech scheduler")
+            try:
+                yield session
+            except BaseException as exc:
+                body_error = exc
+                raise
+            finally:
+                await session._aclose()
+    except BaseExceptionGroup as group:
+        # Let the body's own exception out as itself, not wrapped by our nursery.
+        if body_error is not None and len(group.exceptions) == 1 and group.exceptions[0] is body_error:
+            raise body_error from body_error.__cause__
+        raise

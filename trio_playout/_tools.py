@@ -1,0 +1,226 @@
+"""Function tools: ``@function_tool``, JSON schemas from signatures, argument checks.
+
+A tool is ``async def tool(ctx: RunContext, **arguments)``. The decorator reads the
+signature and docstring to build what an LLM needs: name, description and a JSON
+schema of the parameters. The same schema is used to check what the LLM sends, so
+a malformed call becomes one error output the LLM can read, never a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar, Union, overload
+
+from ._exceptions import InvalidToolArguments, ToolDefinitionError
+
+__all__ = ["FunctionTool", "function_tool"]
+
+ToolFn = Callable[..., Awaitable[Any]]
+F = TypeVar("F", bound=ToolFn)
+
+_SIMPLE: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _schema_for(tp: Any, where: str) -> dict[str, Any]:
+    if tp is inspect.Parameter.empty or tp is Any:
+        return {}
+    if tp in _SIMPLE:
+        return {"type": _SIMPLE[tp]}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {"enum": [m.value for m in tp]}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        inner = [_schema_for(a, where) for a in members]
+        schema: dict[str, Any] = inner[0] if len(inner) == 1 else {"anyOf": inner}
+        if len(members) < len(args):
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        return schema
+    if tp is list or origin in (list, typing.Sequence, tuple):
+        item = args[0] if args and args[-1] is not Ellipsis or len(args) == 2 else None
+        return {"type": "array", **({"items": _schema_for(item, where)} if item is not None else {})}
+    if tp is dict or origin in (dict, typing.Mapping):
+        return {"type": "object"}
+    raise ToolDefinitionError(f"{where}: unsupported parameter type {tp!r}")
+
+
+def _param_docs(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into the description and per-argument texts."""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() in ("Args:", "Arguments:", "Parameters:"):
+            head, rest = lines[:i], lines[i + 1 :]
+            break
+    else:
+        return doc.strip(), {}
+    params: dict[str, str] = {}
+    current: str | None = None
+    for line in rest:
+        m = re.match(r"^\s+(\w+)\s*(?:\([^)]*\))?:\s*(.*)$", line)
+        if m and (current is None or len(line) - len(line.lstrip()) <= 4):
+            current = m.group(1)
+            params[current] = m.group(2).strip()
+        elif current and line.strip():
+            params[current] += " " + line.strip()
+        elif not line.strip() and current:
+            continue
+        elif line.strip():
+            break
+    return "\n".join(head).strip(), params
+
+
+class FunctionTool:
+    """A tool the LLM can call. Build it with :func:`function_tool`.
+
+    ``interruptible=False`` protects every call of the tool: an interrupt of its
+    speech, forced or not, never cancels it; it runs to completion and its result is
+    recorded. A call can also protect itself with ``ctx.disallow_interruptions()``.
+    """
+
+    def __init__(self, fn: ToolFn, *, name: str | None = None, description: str | None = None,
+                 interruptible: bool = True) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ToolDefinitionError(f"{fn!r} must be an async function: async def tool(ctx, ...)")
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name):
+            raise ToolDefinitionError(f"tool name {self.name!r} must match [A-Za-z0-9_-]{{1,64}}")
+        self.interruptible = interruptible
+        doc_description, param_docs = _param_docs(inspect.getdoc(fn) or "")
+        self.description = description if description is not None else doc_description
+        self.parameters_schema = self._build_schema(fn, param_docs)
+        self._enums: dict[str, type[enum.Enum]] = {}
+        hints = self._hints(fn)
+        for pname in self.parameters_schema["properties"]:
+            hint = hints.get(pname)
+            if isinstance(hint, type) and issubclass(hint, enum.Enum):
+                self._enums[pname] = hint
+
+    def __repr__(self) -> str:
+        return f"<FunctionTool {self.name} interruptible={self.interruptible}>"
+
+    @staticmethod
+    def _hints(fn: ToolFn) -> dict[str, Any]:
+        try:
+            return typing.get_type_hints(fn)
+        except Exception as exc:
+            raise ToolDefinitionError(f"cannot resolve the annotations of {fn.__name__}: {exc}") from exc
+
+    def _build_schema(self, fn: ToolFn, docs: dict[str, str]) -> dict[str, Any]:
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise ToolDefinitionError(f"{self.name}: the first parameter must be the RunContext")
+        hints = self._hints(fn)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for p in params[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+                raise ToolDefinitionError(f"{self.name}: parameter {p.name!r} must be passable by keyword")
+            schema = dict(_schema_for(hints.get(p.name, p.annotation), f"{self.name}.{p.name}"))
+            if p.name in docs:
+                schema["description"] = docs[p.name]
+            if p.default is p.empty:
+                required.append(p.name)
+            elif isinstance(p.default, (str, int, float, bool, type(None))):
+                schema["default"] = p.default
+            properties[p.name] = schema
+        return {"type": "object", "properties": properties, "required": required,
+                "additionalProperties": False}
+
+    def to_schema(self) -> dict[str, Any]:
+        """The tool as LLM providers describe functions: name, description, parameters."""
+        return {"name": self.name, "description": self.description, "parameters": self.parameters_schema}
+
+    def parse_arguments(self, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
+        """Decode and check the LLM's arguments; raise :class:`InvalidToolArguments`."""
+        if isinstance(arguments, str):
+            try:
+                decoded = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise InvalidToolArguments(f"arguments of {self.name} are not valid JSON: {exc}") from None
+        else:
+            decoded = dict(arguments)
+        if not isinstance(decoded, dict):
+            raise InvalidToolArguments(f"arguments of {self.name} must be a JSON object")
+        props = self.parameters_schema["properties"]
+        unknown = sorted(set(decoded) - set(props))
+        if unknown:
+            raise InvalidToolArguments(f"{self.name} has no parameter(s) {', '.join(unknown)}")
+        missing = [p for p in self.parameters_schema["required"] if p not in decoded]
+        if missing:
+            raise InvalidToolArguments(f"{self.name} is missing required parameter(s) {', '.join(missing)}")
+        for key, value in decoded.items():
+            problem = _check(value, props[key])
+            if problem:
+                raise InvalidToolArguments(f"{self.name}: parameter {key!r} {problem}")
+            if key in self._enums:
+                decoded[key] = self._enums[key](value)
+        return decoded
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def _check(value: Any, schema: Mapping[str, Any]) -> str | None:
+    """Why ``value`` does not match ``schema`` (the subset the decorator emits), or None."""
+    if "anyOf" in schema:
+        if any(_check(value, s) is None for s in schema["anyOf"]):
+            return None
+        return f"does not match any allowed type (got {value!r})"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"must be one of {schema['enum']!r} (got {value!r})"
+    kind = schema.get("type")
+    if kind is not None and not _JSON_TYPES[kind](value):
+        return f"must be of type {kind} (got {type(value).__name__})"
+    if kind == "array" and "items" in schema:
+        for i, item in enumerate(value):
+            problem = _check(item, schema["items"])
+            if problem:
+                return f"item {i} {problem}"
+    return None
+
+
+@overload
+def function_tool(fn: F, /) -> FunctionTool: ...
+@overload
+def function_tool(
+    *, name: str | None = None, description: str | None = None, interruptible: bool = True
+) -> Callable[[F], FunctionTool]: ...
+def function_tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    interruptible: bool = True,
+) -> FunctionTool | Callable[[F], FunctionTool]:
+    """Turn ``async def tool(ctx: RunContext, **arguments)`` into a :class:`FunctionTool`.
+
+    Use bare (``@function_tool``) or with options
+    (``@function_tool(interruptible=False)``). The docstring is the description the
+    LLM reads; an ``Args:`` section describes each parameter.
+    """
+    if fn is not None:
+        return FunctionTool(fn, name=name, description=description, interruptible=interruptible)
+
+    def decorate(f: F) -> FunctionTool:
+        return FunctionTool(f, name=name, description=description, interruptible=interruptible)
+
+    return decorate
