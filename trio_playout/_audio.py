@@ -198,10 +198,10 @@ class AudioOutput:
     async def write_frame(self, segment: PlaybackSegment, frame: AudioFrame) -> None:
         raise NotImplementedError
 
-    def on_segment_opened(self, segment: PlaybackSegment) -> None:  # noqa: B027 - optional hook
+    def on_segment_opened(self, segment: PlaybackSegment) -> None:
         """Called when a segment opens."""
 
-    def on_segment_flushed(self, segment: PlaybackSegment) -> None:  # noqa: B027 - optional hook
+    def on_segment_flushed(self, segment: PlaybackSegment) -> None:
         """Called when a segment is closed by :meth:`flush`."""
 
     def on_clear(self, segments: Sequence[PlaybackSegment]) -> None:

@@ -473,7 +473,8 @@ class Session:
         call_id = call.call_id or f"call_{next(self._call_ids)}"
         fc = FunctionCall(call_id, call.name, call.arguments_json())
         tool = self._tools.get(call.name)
-        run = _ToolRun(speech, step, fc, tool, ToolCallState(protected=tool is not None and not tool.interruptible))
+        protected = tool is not None and not tool.interruptible
+        run = _ToolRun(speech, step, fc, tool, ToolCallState(protected=protected))
         step.runs.append(run)
         try:
             if tool is None:

@@ -40,7 +40,8 @@ A tool call moves through::
 Exactly-once delivery: ``request_cancel`` answers True at most once per call, and
 only for a running, unprotected call; the trio layer cancels the call's scope exactly
 when it answers True. A call still pending when the interrupt lands is marked and
-never starts, protected or not: protection covers a call that is running. A protected call (``interruptible=False`` or one that called
+never starts, protected or not: protection covers a call that is running. A
+protected call (``interruptible=False`` or one that called
 ``disallow_interruptions()``) is refused unless the request overrides protection,
 which only session close does after its timeout. ``finish`` accepts exactly one
 terminal outcome; a second is a bug and raises :class:`IllegalTransition`.

@@ -46,7 +46,7 @@ def _schema_for(tp: Any, where: str) -> dict[str, Any]:
             schema = {"anyOf": [schema, {"type": "null"}]}
         return schema
     if tp is list or origin in (list, typing.Sequence, tuple):
-        item = args[0] if args and args[-1] is not Ellipsis or len(args) == 2 else None
+        item = args[0] if (args and args[-1] is not Ellipsis) or len(args) == 2 else None
         return {"type": "array", **({"items": _schema_for(item, where)} if item is not None else {})}
     if tp is dict or origin in (dict, typing.Mapping):
         return {"type": "object"}
