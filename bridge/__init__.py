@@ -36,10 +36,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "INTERRUPTED_OUTPUT_PREFIX",
     "AlreadyInterruptedError",
     "BridgeError",
     "CircularWaitError",
-    "INTERRUPTED_OUTPUT_PREFIX",
     "NotInstalledError",
     "RunContext",
     "ToolSignatureError",

@@ -55,7 +55,11 @@ def subscribe_interrupt(handle: Any, callback: Callable[[], None]) -> Callable[[
             callback()
 
         fut.add_done_callback(_on_done)
-        return lambda: fut.remove_done_callback(_on_done)
+
+        def _remove() -> None:
+            fut.remove_done_callback(_on_done)
+
+        return _remove
 
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

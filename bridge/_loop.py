@@ -167,4 +167,4 @@ def install() -> None:
     trio-asyncio's synchronous loop factory at :class:`BridgeSyncEventLoop`, in every
     thread. Idempotent. Loops created before the call are not converted.
     """
-    _ta_sync.SyncTrioEventLoop = BridgeSyncEventLoop  # type: ignore[misc]
+    _ta_sync.SyncTrioEventLoop = BridgeSyncEventLoop

@@ -83,7 +83,7 @@ async def wait_for_playout(handle: Any) -> None:
         fut.remove_done_callback(_on_done)
 
 
-class interruptible:  # noqa: N801 - used like a function: `with bridge.interruptible(h):`
+class interruptible:
     """A trio cancel scope cancelled when the livekit speech ``handle`` is interrupted.
 
     ::

@@ -45,7 +45,12 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents import llm, tts
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    NOT_GIVEN,
+    APIConnectOptions,
+    NotGivenOr,
+)
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
 __all__ = [
@@ -100,7 +105,7 @@ class Reply:
     tool_call_delay: float = 0.0
 
 
-class ScriptedLLM(llm.LLM):
+class ScriptedLLM(llm.LLM[Any]):
     """An ``llm.LLM`` that replays :class:`Reply` objects, one per ``chat()`` call.
 
     A reply step after tools is a separate ``chat()`` call, so script it as the next
@@ -184,7 +189,7 @@ class _ScriptedStream(llm.LLMStream):
 # TTS
 
 
-class SilentTTS(tts.TTS):
+class SilentTTS(tts.TTS[Any]):
     """A non-streaming ``tts.TTS`` producing silence as long as the text takes to say.
 
     Duration is ``max(1, words) / words_per_second`` seconds; ``ttfb`` delays the audio.

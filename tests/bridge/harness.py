@@ -21,7 +21,7 @@ class Env:
     session: AgentSession[Any]
     llm: ScriptedLLM
     tts: SilentTTS
-    sink: FakeAudioSink
+    sink: Any
     loop: Any
     record: list[Any] = field(default_factory=list)
 
@@ -67,7 +67,7 @@ async def running_session(
     replies: Sequence[Reply],
     *,
     clear_delay: float = 0.0,
-    sink: FakeAudioSink | None = None,
+    sink: Any = None,
 ) -> AsyncIterator[Env]:
     async with bridge.open_loop() as loop:
         llm = ScriptedLLM(replies)
@@ -84,3 +84,51 @@ async def running_session(
                 await bridge.aio(session.aclose)()
                 if sync is not None:
                     await bridge.aio(sync.aclose)()
+
+
+WATCHDOG = "speech not done in time"
+
+
+def watchdog_fired(caplog: Any) -> bool:
+    return any(WATCHDOG in r.getMessage() for r in caplog.records)
+
+
+@dataclass
+class ToolProbe:
+    """What a bridged tool body did: starts, Cancelled seen, how it ended, its contexts."""
+
+    starts: list[float] = field(default_factory=list)
+    cancelled: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
+    contexts: list[bridge.RunContext] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+
+    def slow_tool(
+        self,
+        name: str,
+        seconds: float,
+        *,
+        wait_playout: bool = False,
+        interruptible: bool = True,
+        result: str = "sunny",
+    ) -> Any:
+        """A bridged tool: optionally waits for playout, then works ``seconds``."""
+        probe = self
+
+        async def body(ctx: bridge.RunContext) -> str:
+            probe.starts.append(trio.current_time())
+            probe.contexts.append(ctx)
+            try:
+                if wait_playout:
+                    await ctx.wait_for_playout()
+                await trio.sleep(seconds)
+            except trio.Cancelled:
+                probe.cancelled.append(trio.current_time())
+                probe.reasons.append(ctx.cancel_reason)
+                raise
+            probe.finished.append(trio.current_time())
+            return result
+
+        body.__name__ = name
+        body.__doc__ = f"The {name} tool."
+        return bridge.function_tool(interruptible=interruptible)(body)
