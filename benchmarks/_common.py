@@ -1,0 +1,85 @@
+"""What every implementation agrees on: when to interrupt, what history must hold.
+
+Kept free of asyncio and trio so both kinds of worker can import it.
+
+Interrupt moment: each scenario interrupts a fixed time after the sink reported
+that playback of the sample's speech started (S5: after the tool started), so
+the same amount of audio is heard in every implementation.
+
+Expected history after an interrupted speech (issue 4's "records lost"):
+
+* an assistant message, if at least :data:`HEARD_FOR_MESSAGE_S` of its audio was
+  heard (1.5 words at 3 words/s; below that "nothing heard, no message" is the
+  correct outcome in both livekit and trio_playout, so nothing is expected);
+* for a tool scenario: the function call and exactly one output for it.
+
+A record counts as lost when it is expected and absent once the speech is done
+and the observation window has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from benchmarks.scenarios import LONG_TOOL_INTERRUPT_AFTER_S, Scenario
+
+#: Heard audio from which an interrupted assistant message must exist.
+HEARD_FOR_MESSAGE_S = 0.5
+
+#: After everything is quiet, how long to keep watching for late history writes.
+SETTLE_S = 0.02
+
+#: Interrupt offset after playback start, per scenario.
+INTERRUPT_AFTER_START: dict[str, float] = {
+    "S1": 0.05,
+    "S2": 0.05,
+    "S3": 1.0,
+    "S4": 0.6,
+    "S6": 0.05,
+    "S7": 0.05,
+}
+
+#: The tool each scenario's LLM calls (None: the speech is a plain ``say``).
+TOOL_OF: dict[str, str | None] = {
+    "S1": None,
+    "S2": None,
+    "S3": None,
+    "S4": "lookup",
+    "S5": "long_task",
+    "S6": None,
+    "S7": None,
+}
+
+
+def interrupt_offset(scenario: Scenario) -> float:
+    """Seconds after playback start (S5: after tool start) to interrupt."""
+    if scenario.id == "S5":
+        return LONG_TOOL_INTERRUPT_AFTER_S
+    return INTERRUPT_AFTER_START[scenario.id]
+
+
+@dataclass(frozen=True)
+class HistoryCount:
+    """What a sample's new history items were."""
+
+    assistant_messages: int
+    function_calls: int
+    function_outputs: int
+
+
+def lost_records(
+    scenario: Scenario, heard_s: float | None, got: HistoryCount
+) -> int:
+    """How many expected records are missing (never negative)."""
+    lost = 0
+    if heard_s is not None and heard_s >= HEARD_FOR_MESSAGE_S and got.assistant_messages < 1:
+        lost += 1
+    if TOOL_OF[scenario.id] is not None:
+        lost += max(0, 1 - got.function_calls)
+        lost += max(0, 1 - got.function_outputs)
+    return lost
+
+
+def finite(x: float) -> bool:
+    return not math.isinf(x) and not math.isnan(x)

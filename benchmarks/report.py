@@ -1,0 +1,198 @@
+"""The console table and the Markdown report.
+
+The headline metric in every row is *interrupt -> SpeechHandle.wait_for_playout()
+returns*, summarised as N, min, p50, p90, p99, max and the ratio of p50 and p99
+to stock ``livekit`` in the same scenario. The correctness columns count
+samples, not events: "early" is how many waits returned while the sink was still
+playing; "lost" is the number of expected history records missing; "after done"
+is how many samples had speech code running (or writing history) after the wait
+returned. Skips and errors are printed with their reasons, never as numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+from benchmarks.analysis import Analysis, Row
+from benchmarks.scenarios import SCENARIOS
+from benchmarks.stats import Summary, format_ns, format_ratio
+
+HEADERS = (
+    "scenario", "impl", "N", "min", "p50", "p90", "p99", "max", "p50/lk", "p99/lk",
+    "sink stop p50", "tool stop p50", "early", "lost", "after done",
+)
+
+
+def _cells(r: Row) -> list[str]:
+    w: Summary | None = r.wait
+    if r.status != "ok" or w is None:
+        reason = (r.reason or "").replace("|", "/")
+        return [r.scenario, r.impl, str(r.n), f"{r.status}: {reason}"] + [""] * (len(HEADERS) - 4)
+    tool = format_ns(r.tool_stop.p50) if r.tool_stop else "-"
+    sink = format_ns(r.sink_stop.p50) if r.sink_stop else "-"
+    if r.sink_still_playing:
+        sink += f" ({r.sink_still_playing} still playing)"
+    return [
+        r.scenario, r.impl, str(w.n), format_ns(w.min), format_ns(w.p50), format_ns(w.p90),
+        format_ns(w.p99), format_ns(w.max), format_ratio(r.ratio_p50), format_ratio(r.ratio_p99),
+        sink, tool, f"{r.early[0]}/{r.early[1]}", str(r.lost_records),
+        f"{r.running_after_done}/{r.n}",
+    ]
+
+
+def _grid(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, c in enumerate(row[: len(widths)]):
+            widths[i] = max(widths[i], len(c))
+    fmt = "  ".join("{:<" + str(w) + "}" for w in widths)
+    lines = [fmt.format(*headers), "  ".join("-" * w for w in widths)]
+    lines += [fmt.format(*(list(row) + [""] * (len(headers) - len(row)))) for row in rows]
+    return "\n".join(lines)
+
+
+def _md(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _scale_rows(an: Analysis) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for impl, pts in an.scale.items():
+        for p in pts:
+            rows.append([
+                impl, str(p["n"]), format_ns(cast(float, p["all_done_ns"])),
+                format_ns(cast(float, p["per_conversation_ns"])),
+                f"{cast(float, p['bytes_per_conversation']) / 1024:.0f} KiB",
+                f"{cast(float, p['setup_s']):.1f} s",
+                str(p["early_returns"]), str(p["running_at_done"]),
+            ])
+    return rows
+
+
+SCALE_HEADERS = (
+    "impl", "N", "all done", "per conversation", "peak RSS / conversation", "setup",
+    "early", "running at done",
+)
+
+
+def _extra_rows(an: Analysis) -> list[list[str]]:
+    """Secondary metrics: the tool's own wait (S4), tool stop, watchdog, grace flags."""
+    rows: list[list[str]] = []
+    for r in an.rows:
+        if r.n == 0:
+            continue
+        ctx = "-"
+        if r.ctx_wait is not None:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.ctx_outcomes.items()))
+            ctx = f"p50 {format_ns(r.ctx_wait.p50)}, max {format_ns(r.ctx_wait.max)} ({outcomes})"
+        tool = (
+            f"p50 {format_ns(r.tool_stop.p50)}, max {format_ns(r.tool_stop.max)}"
+            if r.tool_stop else "-"
+        )
+        sink = (
+            f"p50 {format_ns(r.sink_stop.p50)}, max {format_ns(r.sink_stop.max)}"
+            if r.sink_stop else "-"
+        )
+        rows.append([
+            r.scenario, r.impl, ctx, f"{r.ctx_early[0]}/{r.ctx_early[1]}", tool, sink,
+            f"{r.watchdog[0]}/{r.watchdog[1]}" if r.watchdog[1] else "-",
+            f"{r.sink_timed_out[0]}/{r.sink_timed_out[1]}" if r.sink_timed_out[1] else "-",
+            str(r.late_writes),
+        ])
+    return rows
+
+
+EXTRA_HEADERS = (
+    "scenario", "impl", "tool's ctx.wait_for_playout()", "ctx wait early",
+    "interrupt -> tool stopped", "interrupt -> sink stopped", "5 s watchdog fired",
+    "sink_timed_out", "late history writes",
+)
+
+
+def console_table(an: Analysis) -> str:
+    parts = [
+        "interrupt -> wait_for_playout() returns (per scenario; ratios are to stock livekit)",
+        _grid([_cells(r) for r in an.rows], HEADERS),
+    ]
+    if an.scale or an.scale_skips:
+        parts += ["", "S6 scale", _grid(_scale_rows(an), SCALE_HEADERS)]
+        for impl, skips in an.scale_skips.items():
+            for s in skips:
+                parts.append(f"  {impl}: {s}")
+    if an.verdicts:
+        parts += ["", "targets (issue 4)"]
+        parts += [f"  [{v.status:^12}] {v.target}: {v.detail}" for v in an.verdicts]
+    return "\n".join(parts)
+
+
+def _env_lines(env: Mapping[str, object]) -> list[str]:
+    versions = cast(Mapping[str, object], env.get("versions", {}))
+    return [
+        f"- date (UTC): {env.get('date_utc')}",
+        f"- CPU: {env.get('cpu_count')} x {env.get('cpu_model')} "
+        f"({env.get('cpu_usable')} usable)",
+        f"- platform: {env.get('platform')}",
+        f"- Python {env.get('python')}, sys.getswitchinterval() = {env.get('switchinterval_s')}",
+        "- " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+    ]
+
+
+def markdown_report(
+    an: Analysis,
+    env: Mapping[str, object],
+    settings: Mapping[str, object],
+    results: Sequence[Mapping[str, object]],
+) -> str:
+    lines = ["# Interrupt benchmarks: livekit, livekit-race, trio-native, bridge", ""]
+    lines += ["## Environment", ""] + _env_lines(env)
+    lines += [
+        f"- run: {'quick' if settings.get('quick') else 'default'}, "
+        f"{settings.get('jobs')} configuration(s) at a time, "
+        f"wall {cast(float, settings.get('wall_s', 0.0)):.0f} s",
+        "",
+        "## interrupt -> `wait_for_playout()` returns",
+        "",
+        "Each sample: `perf_counter_ns()` right before `interrupt()`, and right after the "
+        "external waiter's `wait_for_playout()` returned; warm-up discarded; gc collected then "
+        "disabled. *early* = the wait returned while the sink was still playing; *lost* = "
+        "expected history records missing; *after done* = samples with speech code running "
+        "or writing history after the wait returned.",
+        "",
+        _md([_cells(r) for r in an.rows], HEADERS),
+        "",
+        "## Other metrics",
+        "",
+        _md(_extra_rows(an), EXTRA_HEADERS),
+    ]
+    if an.scale or an.scale_skips:
+        lines += ["", "## S6 scale", "", _md(_scale_rows(an), SCALE_HEADERS), ""]
+        for impl, skips in an.scale_skips.items():
+            lines += [f"- {impl}: {s}" for s in skips]
+    lines += ["", "## Targets (issue 4)", ""]
+    lines += [f"- **{v.status}**: {v.target}. {v.detail}" for v in an.verdicts]
+    lines += ["", "## Scenarios", ""]
+    lines += [f"- **{s.id}**: {s.title}" for s in SCENARIOS.values()]
+    notes = [
+        (str(r.get("impl")), str(r.get("scenario")), n)
+        for r in results
+        for n in cast(list[str], r.get("notes") or [])
+    ]
+    if notes:
+        lines += ["", "## Notes from the workers", ""]
+        seen: set[str] = set()
+        for impl, sc, n in notes:
+            key = f"{impl}: {n}"
+            if key not in seen:
+                seen.add(key)
+                lines.append(f"- {impl} ({sc}): {n}")
+    errors = [r for r in results if r.get("status") == "error"]
+    if errors:
+        lines += ["", "## Errors", ""]
+        for r in errors:
+            lines.append(f"- {r.get('impl')}/{r.get('scenario')}: {r.get('reason')} "
+                         f"(log: {r.get('log')})")
+    lines += ["", "Plots: `latency.png`, `latency_S1.png`, `scale.png`.", ""]
+    return "\n".join(lines)
