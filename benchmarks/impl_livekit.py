@@ -378,13 +378,16 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
     await asyncio.sleep(interrupt_offset(SCENARIOS["S6"]))
     setup_s = time.perf_counter() - t_setup
     returned: list[int] = [0] * n
+    parked = 0
 
     async def waiter(i: int, h: Any) -> None:
+        nonlocal parked
+        parked += 1  # no suspension between this and the wait parking
         await h.wait_for_playout()
         returned[i] = now_ns()
 
     tasks = [asyncio.create_task(waiter(i, h)) for i, h in enumerate(handles)]
-    await asyncio.sleep(0)  # let every waiter block
+    await _wait_until(lambda: parked == n, 60.0, step=0)
     t0 = now_ns()
     for h in handles:
         h.interrupt()

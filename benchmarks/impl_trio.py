@@ -1,0 +1,347 @@
+"""trio-native: :mod:`trio_playout` with its own fakes, on trio's real clock.
+
+Same scenario as the livekit processes: the same text, the same fake TTS speed
+(3 words/s) and frame size (100 ms, like ``bridge.testing.SilentTTS``), the same
+interrupt moment, a :class:`trio_playout.RealtimeAudioSink` with the scenario's
+``clear_delay``, and the default ``sink_grace`` of 2 s.
+
+"The sink stopped playing" is the ``stopped_at`` the sink records (trio's clock,
+converted to ``perf_counter_ns``): for ``clear_delay=0`` the moment of the
+clear, for 0.15 the moment 150 ms later when it stops and confirms, for a sink
+that never confirms the moment its buffered audio ran out.
+
+This process imports trio and trio_playout, never trio_asyncio.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+import trio_playout as tp
+from benchmarks._common import (
+    SETTLE_S,
+    TOOL_OF,
+    HistoryCount,
+    interrupt_offset,
+    lost_records,
+)
+from benchmarks._proc import peak_rss_bytes, rss_bytes
+from benchmarks.model import Probe, RunOutput, Sample, ScalePoint, WorkerConfig, now_ns
+from benchmarks.scenarios import (
+    BUSY_PERIOD_S,
+    BUSY_WORK_S,
+    LONG_TOOL_PREAMBLE,
+    LONG_TOOL_S,
+    LOOKUP_S,
+    PREAMBLE_TEXT,
+    SCENARIOS,
+    SPEECH_TEXT,
+    WORDS_PER_SECOND,
+    Scenario,
+)
+from trio_playout.testing import FakeTTS, LLMReply, ScriptedLLM
+
+FRAME_S = 0.1
+SINK_GRACE_S = 2.0
+
+
+@dataclass
+class _Current:
+    probe: Probe = field(default_factory=Probe)
+
+
+def _tools(current: _Current) -> list[tp.FunctionTool]:
+    @tp.function_tool
+    async def lookup(ctx: tp.RunContext) -> str:
+        """Look up the answer (the #5359 preamble tool)."""
+        probe = current.probe
+        probe.mark_tool_started()
+        try:
+            try:
+                await ctx.wait_for_playout()
+            except trio.Cancelled:
+                probe.mark_ctx_wait("cancelled")
+                raise
+            except Exception as exc:
+                probe.mark_ctx_wait(f"error:{type(exc).__name__}")
+                raise
+            probe.mark_ctx_wait("returned")
+            await trio.sleep(LOOKUP_S)
+            return "It is sunny."
+        finally:
+            probe.mark_tool_stopped()
+
+    @tp.function_tool
+    async def long_task(ctx: tp.RunContext) -> str:
+        """A task that takes 12 seconds."""
+        probe = current.probe
+        probe.mark_tool_started()
+        try:
+            await trio.sleep(LONG_TOOL_S)
+            return "done"
+        finally:
+            probe.mark_tool_stopped()
+
+    return [lookup, long_task]
+
+
+def _replies(scenario: Scenario, count: int) -> list[LLMReply]:
+    tool = TOOL_OF[scenario.id]
+    if tool == "lookup":
+        one = LLMReply(text=PREAMBLE_TEXT, tool_calls=[tp.ToolCall("lookup")])
+    elif tool == "long_task":
+        one = LLMReply(text=LONG_TOOL_PREAMBLE, tool_calls=[tp.ToolCall("long_task")])
+    else:
+        return []
+    # one reply per sample; spare ones in case a tool reply is ever asked for
+    return [one] * (2 * count + 4)
+
+
+@dataclass
+class Conversation:
+    session: tp.Session
+    sink: tp.RealtimeAudioSink
+    current: _Current
+
+    def start_speech(self, scenario: Scenario) -> tp.SpeechHandle:
+        tool = TOOL_OF[scenario.id]
+        if tool == "lookup":
+            return self.session.generate_reply(user_input="What is the weather like?")
+        if tool == "long_task":
+            return self.session.generate_reply(user_input="Please run the long task.")
+        return self.session.say(SPEECH_TEXT)
+
+
+@asynccontextmanager
+async def conversation(
+    scenario: Scenario, current: _Current, count: int
+) -> AsyncIterator[Conversation]:
+    sink = tp.RealtimeAudioSink(clear_delay=scenario.clear_delay)
+    llm = ScriptedLLM(_replies(scenario, count))
+    tts = FakeTTS(words_per_second=WORDS_PER_SECOND, frame_duration=FRAME_S)
+    async with tp.open_session(
+        llm=llm, tts=tts, output=sink, tools=_tools(current), sink_grace=SINK_GRACE_S
+    ) as session:
+        yield Conversation(session, sink, current)
+
+
+def _trio_to_ns(t: float) -> int:
+    """Convert a trio clock reading to perf_counter_ns (trio's clock has a random offset)."""
+    return now_ns() - round((trio.current_time() - t) * 1e9)
+
+
+def _count(items: list[tp.ChatItem]) -> HistoryCount:
+    msgs = sum(
+        1 for it in items if isinstance(it, tp.ChatMessage) and it.role == "assistant" and it.text
+    )
+    calls = sum(1 for it in items if isinstance(it, tp.FunctionCall))
+    outs = sum(1 for it in items if isinstance(it, tp.FunctionCallOutput))
+    return HistoryCount(msgs, calls, outs)
+
+
+def _sink_stop_ns(records: list[tp.PlayoutRecord]) -> int | None:
+    stops: list[float] = []
+    for rec in records:
+        if rec.stopped_at is None:
+            return None
+        stops.append(rec.stopped_at)
+    return _trio_to_ns(max(stops)) if stops else None
+
+
+async def _wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.001) -> bool:
+    with trio.move_on_after(timeout):
+        while not pred():
+            await trio.sleep(step)
+        return True
+    return False
+
+
+async def one_sample(conv: Conversation, scenario: Scenario, observe_s: float) -> Sample:
+    probe = conv.current.probe = Probe()
+    rec_before = len(conv.sink.records)
+    hist_before = len(conv.session.history)
+    handle = conv.start_speech(scenario)
+
+    # --- setup, outside the timing window
+    if scenario.id == "S5":
+        if not await _wait_until(lambda: probe.t_tool_started is not None, 10.0):
+            raise RuntimeError("the long tool never started")
+    elif not await _wait_until(lambda: len(conv.sink.records) > rec_before, 10.0):
+        raise RuntimeError("playback never started")
+    await trio.sleep(interrupt_offset(scenario))
+
+    # --- the window
+    probe.mark_interrupt()
+    handle.interrupt()
+    await handle.wait_for_playout()
+    probe.mark_wait_returned()
+
+    running = int(probe.tool_running) + int(not handle.done())
+    done_items = len(conv.session.history)
+
+    def quiet() -> bool:
+        recs = conv.sink.records[rec_before:]
+        return not probe.tool_running and all(r.stopped_at is not None for r in recs)
+
+    await _wait_until(quiet, observe_s)
+    await trio.sleep(SETTLE_S)
+    records = conv.sink.records[rec_before:]
+    stop = _sink_stop_ns(records)
+    if stop is not None and probe.t_interrupt is not None and stop < probe.t_interrupt:
+        stop = probe.t_interrupt  # already silent when interrupted (S5)
+    probe.t_sink_stopped = stop
+    heard = sum(r.position or 0.0 for r in records)
+    items = list(conv.session.history[hist_before:])
+    return probe.finish(
+        lost_records=lost_records(scenario, heard, _count(items)),
+        running_at_done=running,
+        late_writes=len(conv.session.history) - done_items,
+        sink_timed_out=handle.sink_timed_out,
+    )
+
+
+async def _busy_loop() -> None:
+    """~8 ms of CPU every 10 ms on the same trio loop."""
+    nxt = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        while time.perf_counter() - t < BUSY_WORK_S:
+            pass
+        nxt += BUSY_PERIOD_S
+        await trio.sleep(max(0.0, nxt - time.perf_counter()))
+
+
+async def _series(cfg: WorkerConfig) -> RunOutput:
+    sc = cfg.scenario
+    out = RunOutput()
+    current = _Current()
+
+    async def run_block(scn: Scenario, count: int, fresh: bool, observe: float,
+                        collect: bool, deadline: float | None) -> None:
+        i = 0
+        while i < count:
+            async with conversation(scn, current, count) as conv:
+                while i < count:
+                    if deadline is not None and time.monotonic() > deadline:
+                        out.budget_hit = True
+                        return
+                    sample = await one_sample(conv, scn, observe)
+                    i += 1
+                    if collect:
+                        out.samples.append(sample)
+                        cfg.progress(i, count)
+                    if fresh:
+                        break
+
+    async with trio.open_nursery() as nursery:
+        if sc.id == "S7":
+            nursery.start_soon(_busy_loop)
+        warm = SCENARIOS["S1"] if sc.warmup_as_s1 else sc
+        await run_block(warm, cfg.warmup, False, warm.observe(cfg.quick), False, None)
+        gc.collect()
+        await run_block(sc, cfg.n, sc.fresh_session, cfg.observe_s, True,
+                        time.monotonic() + cfg.budget_s)
+        nursery.cancel_scope.cancel()
+    return out
+
+
+async def _scale(cfg: WorkerConfig) -> RunOutput:
+    """S6: N sessions playing at once, interrupted in one loop."""
+    n = cfg.level or 1
+    out = RunOutput()
+    s6 = SCENARIOS["S6"]
+    async with conversation(s6, _Current(), 1) as warm:
+        await one_sample(warm, SCENARIOS["S1"], 0.005)
+    gc.collect()
+    rss0 = rss_bytes()
+    t_setup = time.perf_counter()
+    convs: list[Conversation] = []
+    handles: list[tp.SpeechHandle] = []
+    finish = trio.Event()
+
+    async def hold(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with conversation(s6, _Current(), 1) as conv:
+            convs.append(conv)
+            handles.append(conv.start_speech(s6))
+            task_status.started()
+            await finish.wait()
+
+    returned: list[int] = [0] * n
+    parked = 0
+
+    async def waiter(i: int, h: tp.SpeechHandle) -> None:
+        nonlocal parked
+        parked += 1  # no checkpoint between this and the wait parking
+        await h.wait_for_playout()
+        returned[i] = now_ns()
+
+    with trio.move_on_after(cfg.budget_s) as budget:
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                await nursery.start(hold)
+            ok = await _wait_until(
+                lambda: all(c.sink.records for c in convs), max(1.0, cfg.budget_s)
+            )
+            if not ok:
+                out.skipped = f"{n} conversations did not all start playing within the budget"
+                finish.set()
+                return out
+            await trio.sleep(interrupt_offset(s6))
+            setup_s = time.perf_counter() - t_setup
+            async with trio.open_nursery() as waiters:
+                for i, h in enumerate(handles):
+                    waiters.start_soon(waiter, i, h)
+                await _wait_until(lambda: parked == n, 60.0, step=0)
+                t0 = now_ns()
+                for h in handles:
+                    h.interrupt()
+                t1 = now_ns()
+            t_all = max(returned)
+            peak = peak_rss_bytes()
+            early = 0
+            for c, r in zip(convs, returned):
+                stop = _sink_stop_ns(c.sink.records)
+                early += int(stop is None or stop > r)
+            running = sum(1 for h in handles if not h.done())
+            finish.set()
+    if budget.cancelled_caught:
+        out.skipped = f"N={n} did not finish within the {cfg.budget_s:.0f} s level budget"
+        return out
+    out.scale = ScalePoint(
+        n=n,
+        all_done_ns=t_all - t0,
+        interrupt_loop_ns=t1 - t0,
+        per_conversation_ns=(t_all - t0) / n,
+        rss_before_bytes=rss0,
+        rss_peak_bytes=peak,
+        bytes_per_conversation=(peak - rss0) / n,
+        setup_s=setup_s,
+        early_returns=early,
+        running_at_done=running,
+    )
+    return out
+
+
+def run(cfg: WorkerConfig) -> RunOutput:
+    """Entry point for the worker (``trio-native``)."""
+    import sys
+
+    main = _scale if cfg.scenario.id == "S6" else _series
+    out = trio.run(main, cfg)
+    if "trio_asyncio" in sys.modules:
+        out.notes.append("trio_asyncio was imported (unexpected for trio-native)")
+    else:
+        out.notes.append("trio_asyncio not imported")
+    out.notes.append(f"RealtimeAudioSink, FakeTTS frames {FRAME_S * 1000:.0f} ms, "
+                     f"sink_grace {SINK_GRACE_S:g} s")
+    if math.isinf(cfg.scenario.clear_delay):
+        out.notes.append("never-confirming sink: RealtimeAudioSink(clear_delay=inf) ignores the "
+                         "clear and plays out its buffered audio")
+    return out
