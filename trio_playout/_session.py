@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
@@ -176,13 +176,7 @@ class Session:
         self._llm = llm
         self._tts = tts
         self._output = output
-        self._tools: dict[str, FunctionTool] = {}
-        for tool in tools:
-            if not isinstance(tool, FunctionTool):
-                raise ToolDefinitionError(f"{tool!r} is not a tool; decorate it with @function_tool")
-            if tool.name in self._tools:
-                raise ToolDefinitionError(f"two tools are named {tool.name!r}")
-            self._tools[tool.name] = tool
+        self._tools = _tool_table(tools)
         self.allow_interruptions = allow_interruptions
         self.sink_grace = sink_grace
         self.close_timeout = close_timeout
@@ -506,7 +500,7 @@ class Session:
                     run.state.finish(ToolCallPhase.ERROR, str(exc))
                 except Exception as exc:
                     logger.warning("tool %s (%s) raised %r", run.call.name, run.call.call_id, exc)
-                    run.state.finish(ToolCallPhase.ERROR, f"{type(exc).__name__}: {exc}")
+                    run.state.finish(ToolCallPhase.ERROR, _describe(exc))
                 else:
                     run.state.finish(ToolCallPhase.RESULT, _to_text(value))
         finally:
@@ -543,6 +537,40 @@ class Session:
             await next(iter(self._live))._done.wait()
 
 
+def _tool_table(tools: Sequence[FunctionTool]) -> dict[str, FunctionTool]:
+    table: dict[str, FunctionTool] = {}
+    for tool in tools:
+        if not isinstance(tool, FunctionTool):
+            raise ToolDefinitionError(f"{tool!r} is not a tool; decorate it with @function_tool")
+        if tool.name in table:
+            raise ToolDefinitionError(f"two tools are named {tool.name!r}")
+        table[tool.name] = tool
+    return table
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an error, or of each error inside an exception group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _serve_background(
+    make: Callable[[trio.Nursery], Session],
+    output: AudioOutput,
+    *,
+    task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    # Shielded: cancelling the user's block must not cut the sink or the speeches
+    # short; the block's exit closes the session in order and then cancels this.
+    with trio.CancelScope(shield=True):
+        async with trio.open_nursery() as nursery:
+            session = make(nursery)
+            await nursery.start(output.serve)
+            nursery.start_soon(session._scheduler, name="speech scheduler")
+            task_status.started(session)
+
+
 def _check_seconds(name: str, value: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
@@ -574,14 +602,17 @@ async def open_session(
     close_timeout = _check_seconds("close_timeout", close_timeout)
     if not isinstance(output, AudioOutput):
         raise TypeError(f"output must be an AudioOutput, got {type(output).__name__}")
+    tools = list(_tool_table(tools).values())
     body_error: BaseException | None = None
+
+    def make(nursery: trio.Nursery) -> Session:
+        return Session(llm=llm, tts=tts, output=output, tools=tools,
+                       allow_interruptions=allow_interruptions, sink_grace=sink_grace,
+                       close_timeout=close_timeout, nursery=nursery)
+
     try:
-        async with trio.open_nursery() as nursery:
-            session = Session(llm=llm, tts=tts, output=output, tools=tools,
-                              allow_interruptions=allow_interruptions, sink_grace=sink_grace,
-                              close_timeout=close_timeout, nursery=nursery)
-            await nursery.start(output.serve)
-            nursery.start_soon(session._scheduler, name="speech scheduler")
+        async with trio.open_nursery() as outer:
+            session: Session = await outer.start(_serve_background, make, output)
             try:
                 yield session
             except BaseException as exc:
