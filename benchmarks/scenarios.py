@@ -115,20 +115,20 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "S1", "interrupt mid-playout, sink confirms at once", 0.0,
-            300, 20, 30, 3, False, 60.0, 5.0, 0.005, 0.005,
+            200, 20, 30, 3, False, 60.0, 5.0, 0.005, 0.005,
         ),
         Scenario(
             "S2", "interrupt mid-playout, sink confirms after 150 ms (avatar)", 0.15,
-            60, 5, 5, 1, False, 60.0, 5.0, 0.2, 0.2,
+            40, 5, 5, 1, False, 60.0, 5.0, 0.2, 0.2,
         ),
         Scenario(
             "S3", "interrupt mid-playout, sink never confirms", math.inf,
-            4, 1, 5, 1, True, 60.0, 15.0, 8.0, 1.0, fresh_session=True,
+            3, 1, 5, 1, True, 60.0, 15.0, 8.0, 1.0, fresh_session=True,
         ),
         Scenario(
             "S4", "#5359 tool preamble: tool awaits ctx.wait_for_playout(), barge-in "
             "during the preamble (sink confirms after 150 ms)", 0.15,
-            30, 3, 3, 1, False, 60.0, 5.0, LOOKUP_S + 0.2, LOOKUP_S + 0.2,
+            12, 3, 2, 1, False, 60.0, 5.0, LOOKUP_S + 0.2, LOOKUP_S + 0.2,
         ),
         Scenario(
             "S5", "12 s tool interrupted 1 s after it started", 0.0,
@@ -140,7 +140,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "S7", "S1 with the loop busy (8 ms CPU every 10 ms)", 0.0,
-            200, 10, 20, 2, False, 60.0, 5.0, 0.005, 0.005,
+            150, 10, 20, 2, False, 60.0, 5.0, 0.005, 0.005,
         ),
     )
 }
