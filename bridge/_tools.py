@@ -30,7 +30,7 @@ from livekit.agents.voice.events import RunContext as LkRunContext
 
 from . import _lk
 from ._errors import AlreadyInterruptedError, ToolSignatureError
-from ._loop import current_bridge_loop
+from ._loop import current_bridge_loop, install
 from ._playout import _current_call, aio
 from ._state import CallPhase, ToolCallState
 
@@ -247,7 +247,15 @@ def function_tool(
     annotated ``bridge.RunContext`` (optional) receives the trio context.
     ``interruptible=False`` protects every call. Other keyword options (``flags``,
     ``on_duplicate``...) go to livekit's ``function_tool``.
+
+    Defining a bridged tool calls :func:`bridge.install` (importing the bridge already
+    imported trio-asyncio, whose loop an asyncio-first program would otherwise get
+    without the fixes).
     """
+
+    # trio_asyncio is imported by now, so asyncio.new_event_loop() would return its
+    # loop anyway: make it the fixed one (asyncio-first programs), see bridge.install().
+    install()
 
     def deco(fn: ToolFn) -> lk_llm.FunctionTool[Any, Any]:
         return _build(fn, interruptible, name, description, livekit_options)
