@@ -95,7 +95,7 @@ async def test_fix4_unhandled_task_error_is_logged_not_fatal(caplog: Any) -> Non
             raise ValueError("fire and forget")
 
         async def scenario() -> str:
-            asyncio.ensure_future(boom())  # nobody keeps or awaits it
+            asyncio.ensure_future(boom())  # noqa: RUF006 - nobody keeps or awaits it, on purpose
             await asyncio.sleep(0.01)
             gc.collect()
             await asyncio.sleep(0.01)

@@ -75,10 +75,7 @@ async def main() -> None:
     await session.aclose()
 
 
-if MODE == "late":
-    loop = early_loop
-else:
-    loop = asyncio.new_event_loop()
+loop = early_loop if MODE == "late" else asyncio.new_event_loop()
 asyncio.set_event_loop(loop)
 try:
     loop.run_until_complete(main())
