@@ -21,7 +21,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Protocol
+from typing import Protocol, cast
 
 from benchmarks.model import RunOutput, WorkerConfig
 from benchmarks.scenarios import IMPLS, RUNTIME, SCENARIOS
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.disable()
     try:
-        module: ImplModule = importlib.import_module(IMPL_MODULES[args.impl])  # type: ignore[assignment]
+        module = cast(ImplModule, importlib.import_module(IMPL_MODULES[args.impl]))
         out = module.run(cfg)
         if out.skipped is not None:
             result.update(status="skipped", reason=out.skipped)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         result["scale"] = out.scale.as_dict() if out.scale is not None else None
         result["notes"] = out.notes
         result["budget_hit"] = out.budget_hit
-    except BaseException as exc:  # noqa: BLE001 - a worker reports every failure
+    except BaseException as exc:
         result.update(
             status="error",
             reason=f"{type(exc).__name__}: {exc}",

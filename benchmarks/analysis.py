@@ -280,8 +280,12 @@ def _verdicts(an: Analysis, results: Sequence[Result], grace_s: float) -> Iterab
     t = "S6 trio-native: 10,000 concurrent interrupted conversations, per-conversation cost flat"
     pts = an.scale.get("trio-native", [])
     by_n = {cast(int, p["n"]): p for p in pts}
+    attempted = any(
+        r.get("scenario") == "S6" and r.get("impl") == "trio-native" and r.get("level") == 10000
+        for r in results
+    )
     if 10000 not in by_n:
-        yield Verdict(t, "not measured" if not pts else "missed",
+        yield Verdict(t, "missed" if attempted else "not measured",
                       "no 10,000 level: " + "; ".join(an.scale_skips.get("trio-native", [])))
     else:
         ref_n = 100 if 100 in by_n else min(by_n)

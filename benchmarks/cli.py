@@ -171,25 +171,29 @@ def run_chain(chain: list[Config], out: Path, progress: Progress) -> list[dict[s
     prev_level = 0
     for cfg in chain:
         assert cfg.level is not None
+        res: dict[str, object] | None = None
         cap = SCALE_CAPS.get(cfg.impl)
         if cap is not None and cfg.level > cap[0]:
             res = _skip(cfg, f"capped at N={cap[0]}: {cap[1]}")
         elif prev is not None and prev.get("status") != "ok":
             res = _skip(cfg, f"N={prev_level} did not complete ({prev.get('status')})")
         else:
-            res = None
-            if prev is not None:
-                wall = cast(float, prev.get("process_wall_s", 0.0))
-                predicted = wall * cfg.level / max(prev_level, 1)
-                if predicted > cfg.budget_s * 1.5:
+            scale = prev.get("scale") if prev is not None else None
+            if isinstance(scale, dict):
+                # the level's own cost (creating N conversations + interrupting them),
+                # scaled linearly; process start-up is a constant on top
+                level_s = cast(float, scale["setup_s"]) + cast(float, scale["all_done_ns"]) / 1e9
+                predicted = level_s * cfg.level / max(prev_level, 1)
+                if predicted > cfg.budget_s:
                     res = _skip(
                         cfg,
-                        f"predicted {predicted:.0f} s (linear from N={prev_level}: {wall:.1f} s) "
-                        f"exceeds the {cfg.budget_s:.0f} s level budget",
+                        f"predicted {predicted:.0f} s (linear from N={prev_level}: "
+                        f"{level_s:.1f} s) exceeds the {cfg.budget_s:.0f} s level budget",
                     )
             if res is None:
                 progress.started(cfg)
                 res = run_config(cfg, out, progress.sample)
+        assert res is not None
         progress.finished(cfg, res)
         results.append(res)
         prev, prev_level = res, cfg.level

@@ -107,7 +107,8 @@ class Conversation:
         )
 
     async def aclose(self) -> None:
-        with trio.move_on_after(15, shield=True):
+        # not measured; bounded like the livekit worker's close
+        with trio.move_on_after(2, shield=True):
             await bridge.aio(self.session.aclose)()
             if self.sync is not None:
                 await bridge.aio(self.sync.aclose)()
@@ -131,9 +132,10 @@ class Conversation:
         return self.session.say(SPEECH_TEXT)
 
 
-async def _wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.001) -> bool:
-    with trio.move_on_after(timeout):
-        while not pred():
+async def _wait_until(pred: Callable[[], bool], limit_s: float, step: float = 0.001) -> bool:
+    """Poll ``pred`` (setup and observation only, never inside a timing window)."""
+    with trio.move_on_after(limit_s):
+        while not pred():  # noqa: ASYNC110 - polling objects that have no event to wait on
             await trio.sleep(step)
         return True
     return False
@@ -290,7 +292,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
             t_all = max(returned)
             peak = peak_rss_bytes()
             early = 0
-            for c, r in zip(convs, returned):
+            for c, r in zip(convs, returned, strict=False):
                 stop = _sink_stop_ns(c.sink.segments)
                 early += int(stop is None or stop > r)
             running = sum(1 for h in handles for t in h._tasks if not t.done())
@@ -317,10 +319,7 @@ def run(cfg: WorkerConfig) -> RunOutput:
     watchdog = _WatchdogLog()
     logging.getLogger("livekit.agents").addHandler(watchdog)
     logging.getLogger("livekit.agents").setLevel(logging.ERROR)
-    if cfg.scenario.id == "S6":
-        out = trio.run(_scale, cfg)
-    else:
-        out = trio.run(_series, cfg, watchdog)
+    out = trio.run(_scale, cfg) if cfg.scenario.id == "S6" else trio.run(_series, cfg, watchdog)
     out.notes.append(
         f"bridge.open_loop (trio-asyncio), bridged trio tools, "
         f"bridge.with_sink_grace({SINK_GRACE_S:g} s) above bridge.testing.FakeAudioSink"

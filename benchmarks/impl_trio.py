@@ -155,9 +155,10 @@ def _sink_stop_ns(records: list[tp.PlayoutRecord]) -> int | None:
     return _trio_to_ns(max(stops)) if stops else None
 
 
-async def _wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.001) -> bool:
-    with trio.move_on_after(timeout):
-        while not pred():
+async def _wait_until(pred: Callable[[], bool], limit_s: float, step: float = 0.001) -> bool:
+    """Poll ``pred`` (setup and observation only, never inside a timing window)."""
+    with trio.move_on_after(limit_s):
+        while not pred():  # noqa: ASYNC110 - polling objects that have no event to wait on
             await trio.sleep(step)
         return True
     return False
@@ -306,7 +307,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
             t_all = max(returned)
             peak = peak_rss_bytes()
             early = 0
-            for c, r in zip(convs, returned):
+            for c, r in zip(convs, returned, strict=False):
                 stop = _sink_stop_ns(c.sink.records)
                 early += int(stop is None or stop > r)
             running = sum(1 for h in handles if not h.done())

@@ -16,10 +16,10 @@ from typing import cast
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benchmarks.analysis import Analysis, metric_values  # noqa: E402
-from benchmarks.scenarios import IMPLS, SCENARIOS  # noqa: E402
+from benchmarks.analysis import Analysis, metric_values
+from benchmarks.scenarios import IMPLS, SCENARIOS
 
 COLORS: dict[str, str] = {
     "livekit": "#1f77b4",

@@ -147,7 +147,7 @@ def markdown_report(
     results: Sequence[Mapping[str, object]],
 ) -> str:
     lines = ["# Interrupt benchmarks: livekit, livekit-race, trio-native, bridge", ""]
-    lines += ["## Environment", ""] + _env_lines(env)
+    lines += ["## Environment", "", *_env_lines(env)]
     lines += [
         f"- run: {'quick' if settings.get('quick') else 'default'}, "
         f"{settings.get('jobs')} configuration(s) at a time, "

@@ -128,7 +128,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "S4", "#5359 tool preamble: tool awaits ctx.wait_for_playout(), barge-in "
             "during the preamble (sink confirms after 150 ms)", 0.15,
-            12, 3, 2, 1, False, 60.0, 5.0, LOOKUP_S + 0.2, LOOKUP_S + 0.2,
+            12, 2, 2, 1, False, 60.0, 5.0, LOOKUP_S + 0.2, LOOKUP_S + 0.2,
         ),
         Scenario(
             "S5", "12 s tool interrupted 1 s after it started", 0.0,
@@ -140,7 +140,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "S7", "S1 with the loop busy (8 ms CPU every 10 ms)", 0.0,
-            150, 10, 20, 2, False, 60.0, 5.0, 0.005, 0.005,
+            150, 10, 20, 2, False, 60.0, 3.0, 0.005, 0.005,
         ),
     )
 }
