@@ -124,9 +124,7 @@ class RunContext:
         :class:`bridge.AlreadyInterruptedError` if the speech was already interrupted.
         """
         if self._state.cancel_reason is not None or self._lk.speech_handle.interrupted:
-            raise AlreadyInterruptedError(
-                f"speech {self._lk.speech_handle.id} was already interrupted"
-            )
+            raise AlreadyInterruptedError(f"speech {self._lk.speech_handle.id} was already interrupted")
         try:
             self._lk.disallow_interruptions()
         except RuntimeError as exc:
@@ -157,9 +155,7 @@ async def _run_bridged(
     if handle.interrupted:
         cancel(_lk.interrupt_reason(handle))
     else:
-        unsubscribe = _lk.subscribe_interrupt(
-            handle, lambda: cancel(_lk.interrupt_reason(handle))
-        )
+        unsubscribe = _lk.subscribe_interrupt(handle, lambda: cancel(_lk.interrupt_reason(handle)))
 
     async def body() -> tuple[bool, Any]:
         _current_call.set(ctx)  # this task's own context: inherited by its children
@@ -295,9 +291,7 @@ def _build(
             var_kw = p.replace(annotation=ann)
             continue
         params.append(p.replace(annotation=ann))
-    hidden = inspect.Parameter(
-        _HIDDEN_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=LkRunContext
-    )
+    hidden = inspect.Parameter(_HIDDEN_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=LkRunContext)
     new_params = [*params, hidden, *([var_kw] if var_kw is not None else [])]
     new_sig = sig.replace(parameters=new_params, return_annotation=hints.get("return", Any))
     tool_name = name or fn.__name__

@@ -139,9 +139,7 @@ class ScriptedLLM(llm.LLM[Any]):
     ) -> llm.LLMStream:
         reply = self._script.pop(0) if self._script else self._fallback
         self.requests.append(chat_ctx.copy())
-        return _ScriptedStream(
-            self, reply, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
-        )
+        return _ScriptedStream(self, reply, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options)
 
 
 class _ScriptedStream(llm.LLMStream):
@@ -168,9 +166,7 @@ class _ScriptedStream(llm.LLMStream):
                 await asyncio.sleep(reply.chunk_delay)
             piece = word if i == len(words) - 1 else word + " "
             self._event_ch.send_nowait(
-                llm.ChatChunk(
-                    id=request_id, delta=llm.ChoiceDelta(role="assistant", content=piece)
-                )
+                llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=piece))
             )
         if reply.tool_calls:
             if reply.tool_call_delay > 0:
@@ -353,9 +349,7 @@ class FakeAudioSink(AudioOutput):
         seg = self._current
         if seg is None:
             now = self._now()
-            prev_end = max(
-                (s.started_at + s.captured for s in self.segments if s.playing), default=now
-            )
+            prev_end = max((s.started_at + s.captured for s in self.segments if s.playing), default=now)
             seg = PlayedSegment(index=len(self.segments), started_at=max(now, prev_end))
             self.segments.append(seg)
             self._current = seg
@@ -411,14 +405,10 @@ class FakeAudioSink(AudioOutput):
             return
         seg.confirmed_at = self._now()
         seg.confirmed_at_ns = time.perf_counter_ns()
-        self.on_playback_finished(
-            playback_position=seg.position or 0.0, interrupted=seg.interrupted
-        )
+        self.on_playback_finished(playback_position=seg.position or 0.0, interrupted=seg.interrupted)
 
 
-def attach_sink(
-    session: Any, sink: AudioOutput, *, synchronize_transcript: bool = True
-) -> Any:
+def attach_sink(session: Any, sink: AudioOutput, *, synchronize_transcript: bool = True) -> Any:
     """Set ``sink`` as the session's audio output (before ``session.start``).
 
     With ``synchronize_transcript`` (default) the sink sits behind livekit's

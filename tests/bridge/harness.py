@@ -33,22 +33,14 @@ class Env:
 
     def outputs(self, call_id: str) -> list[Any]:
         return [
-            i
-            for i in self.session.history.items
-            if i.type == "function_call_output" and i.call_id == call_id
+            i for i in self.session.history.items if i.type == "function_call_output" and i.call_id == call_id
         ]
 
     def calls(self, call_id: str) -> list[Any]:
-        return [
-            i
-            for i in self.session.history.items
-            if i.type == "function_call" and i.call_id == call_id
-        ]
+        return [i for i in self.session.history.items if i.type == "function_call" and i.call_id == call_id]
 
     def assistant_messages(self) -> list[Any]:
-        return [
-            i for i in self.session.history.items if i.type == "message" and i.role == "assistant"
-        ]
+        return [i for i in self.session.history.items if i.type == "message" and i.role == "assistant"]
 
 
 def preamble_then_tool(
@@ -68,6 +60,7 @@ async def running_session(
     *,
     clear_delay: float = 0.0,
     sink: Any = None,
+    agent: Agent | None = None,
 ) -> AsyncIterator[Env]:
     async with bridge.open_loop() as loop:
         llm = ScriptedLLM(replies)
@@ -75,7 +68,8 @@ async def running_session(
         the_sink = sink if sink is not None else FakeAudioSink(clear_delay=clear_delay)
         session: AgentSession[Any] = AgentSession(llm=llm, tts=tts)
         sync = attach_sink(session, the_sink)
-        await bridge.aio(session.start)(Agent(instructions="test", tools=list(tools)))
+        the_agent = agent if agent is not None else Agent(instructions="test", tools=list(tools))
+        await bridge.aio(session.start)(the_agent)
         env = Env(session=session, llm=llm, tts=tts, sink=the_sink, loop=loop)
         try:
             yield env

@@ -38,9 +38,7 @@ async def test_plays_out_in_loop_time(autojump_clock: trio.abc.Clock) -> None:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.15])
-async def test_clear_stops_now_and_confirms_after_delay(
-    autojump_clock: trio.abc.Clock, delay: float
-) -> None:
+async def test_clear_stops_now_and_confirms_after_delay(autojump_clock: trio.abc.Clock, delay: float) -> None:
     async with bridge.open_loop():
         sink = FakeAudioSink(clear_delay=delay)
         events: list[Any] = []

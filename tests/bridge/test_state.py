@@ -50,9 +50,7 @@ def test_one_terminal_phase() -> None:
         s.finish(CallPhase.INTERRUPTED)
 
 
-EVENTS = st.lists(
-    st.sampled_from(["cancel", "protect", "start", "result", "error"]), max_size=12
-)
+EVENTS = st.lists(st.sampled_from(["cancel", "protect", "start", "result", "error"]), max_size=12)
 
 
 @given(events=EVENTS, interruptible=st.booleans())

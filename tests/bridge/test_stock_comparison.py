@@ -91,9 +91,7 @@ async def test_stock_long_tool_interrupted_after_one_second(
         assert len(finals) == 1 and finals[0].output == "sunny"
 
 
-async def test_stock_long_tool_interrupted_in_tool_phase(
-    autojump_clock: trio.abc.Clock, caplog: Any
-) -> None:
+async def test_stock_long_tool_interrupted_in_tool_phase(autojump_clock: trio.abc.Clock, caplog: Any) -> None:
     record: list[str] = []
     tool = stock_tool("lookup", 12.0, record)
     replies = [Reply(text="Checking.", tool_calls=[ToolCall("lookup", {}, "c1")])]
@@ -118,9 +116,7 @@ async def test_stock_tool_interrupted_before_start_still_runs(
 
     record: list[str] = []
     tool = stock_tool("lookup", 1.0, record)
-    replies = [
-        Reply(text="Okay.", tool_calls=[ToolCall("hang_up", {}, "s1"), ToolCall("lookup", {}, "c1")])
-    ]
+    replies = [Reply(text="Okay.", tool_calls=[ToolCall("hang_up", {}, "s1"), ToolCall("lookup", {}, "c1")])]
     async with running_session([hang_up, tool], replies) as env:
         handle = env.session.generate_reply(user_input="bye")
         await bridge.wait_for_playout(handle)

@@ -16,8 +16,6 @@ def test_import_bridge_testing_does_not_import_trio_asyncio() -> None:
         "assert 'trio' not in sys.modules, 'bridge.testing imported trio'; "
         "print('ok')"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

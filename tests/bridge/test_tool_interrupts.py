@@ -20,9 +20,7 @@ import bridge
 from bridge.testing import FakeAudioSink, Reply, ToolCall
 
 
-@pytest.mark.parametrize(
-    ("clear_delay", "done_after"), [(0.0, 0.0), (0.15, 0.15)], ids=["instant", "avatar"]
-)
+@pytest.mark.parametrize(("clear_delay", "done_after"), [(0.0, 0.0), (0.15, 0.15)], ids=["instant", "avatar"])
 async def test_5359_preamble_barge_in_sink_confirms(
     autojump_clock: trio.abc.Clock, caplog: Any, clear_delay: float, done_after: float
 ) -> None:
@@ -77,9 +75,7 @@ async def test_5359_preamble_barge_in_sink_never_confirms(
         assert env.outputs("c1") == [] and env.calls("c1") == []
 
 
-async def test_5359_never_confirming_sink_with_grace(
-    autojump_clock: trio.abc.Clock, caplog: Any
-) -> None:
+async def test_5359_never_confirming_sink_with_grace(autojump_clock: trio.abc.Clock, caplog: Any) -> None:
     probe = ToolProbe()
     tool = probe.slow_tool("lookup", 1.0, wait_playout=True)
     deaf = FakeAudioSink(clear_delay=math.inf)
@@ -102,9 +98,7 @@ async def test_5359_never_confirming_sink_with_grace(
         assert msg.interrupted
 
 
-async def test_long_tool_interrupted_after_one_second(
-    autojump_clock: trio.abc.Clock, caplog: Any
-) -> None:
+async def test_long_tool_interrupted_after_one_second(autojump_clock: trio.abc.Clock, caplog: Any) -> None:
     probe = ToolProbe()
     tool = probe.slow_tool("lookup", 12.0)
     async with running_session([tool], preamble_then_tool("lookup")) as env:
@@ -123,9 +117,7 @@ async def test_long_tool_interrupted_after_one_second(
         assert [i for i in env.history() if "c1_" in str(getattr(i, "call_id", ""))] == []
 
 
-async def test_long_tool_interrupted_in_tool_phase(
-    autojump_clock: trio.abc.Clock, caplog: Any
-) -> None:
+async def test_long_tool_interrupted_in_tool_phase(autojump_clock: trio.abc.Clock, caplog: Any) -> None:
     """Interrupt after the preamble played out, while only the tool runs."""
     probe = ToolProbe()
     tool = probe.slow_tool("lookup", 12.0)
@@ -228,6 +220,7 @@ async def test_disallow_after_interrupt_raises_typed_error(autojump_clock: trio.
 async def test_interrupt_before_tool_starts(autojump_clock: trio.abc.Clock) -> None:
     """A stock tool earlier in the same step interrupts the speech synchronously, so the
     bridged call is dispatched on an already-interrupted speech: its body never runs."""
+
     @lk_function_tool
     async def hang_up(ctx: LkRunContext) -> str:
         """Hang up."""
@@ -236,9 +229,7 @@ async def test_interrupt_before_tool_starts(autojump_clock: trio.abc.Clock) -> N
 
     probe = ToolProbe()
     tool = probe.slow_tool("lookup", 1.0)
-    replies = [
-        Reply(text="Okay.", tool_calls=[ToolCall("hang_up", {}, "s1"), ToolCall("lookup", {}, "c1")])
-    ]
+    replies = [Reply(text="Okay.", tool_calls=[ToolCall("hang_up", {}, "s1"), ToolCall("lookup", {}, "c1")])]
     async with running_session([hang_up, tool], replies) as env:
         handle = env.session.generate_reply(user_input="bye")
         await bridge.wait_for_playout(handle)
@@ -364,9 +355,7 @@ async def test_cancelled_waiters_do_not_touch_the_speech(autojump_clock: trio.ab
 
 
 @pytest.mark.parametrize("interruptible", [True, False])
-async def test_session_closed_while_tool_runs(
-    autojump_clock: trio.abc.Clock, interruptible: bool
-) -> None:
+async def test_session_closed_while_tool_runs(autojump_clock: trio.abc.Clock, interruptible: bool) -> None:
     probe = ToolProbe()
     tool = probe.slow_tool("lookup", 12.0, interruptible=interruptible)
     async with running_session([tool], preamble_then_tool("lookup")) as env:

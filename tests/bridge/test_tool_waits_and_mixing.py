@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import trio
 from harness import preamble_then_tool, running_session, watchdog_fired
+from livekit.agents import Agent
 from livekit.agents import RunContext as LkRunContext
 from livekit.agents import function_tool as lk_function_tool
 
@@ -15,9 +16,7 @@ from bridge.testing import Reply, ToolCall
 
 
 @pytest.mark.parametrize("via_child_task", [False, True])
-async def test_circular_wait_raises_typed_error(
-    autojump_clock: trio.abc.Clock, via_child_task: bool
-) -> None:
+async def test_circular_wait_raises_typed_error(autojump_clock: trio.abc.Clock, via_child_task: bool) -> None:
     errors: list[BaseException] = []
 
     @bridge.function_tool
@@ -220,3 +219,30 @@ async def test_bridged_tool_outside_bridge_loop_is_refused() -> None:
         await bridge.wait_for_playout(object())
     with pytest.raises(bridge.NotInstalledError):
         bridge.interruptible(object()).__enter__()
+
+
+class WeatherAgent(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="weather")
+        self.calls: list[str] = []
+
+    @bridge.function_tool
+    async def forecast(self, ctx: bridge.RunContext, city: str) -> str:
+        """Forecast for a city."""
+        await trio.sleep(0.5)
+        self.calls.append(city)
+        return f"fog in {city}"
+
+
+async def test_bridged_tool_as_agent_method(autojump_clock: trio.abc.Clock) -> None:
+    agent = WeatherAgent()
+    replies = [
+        Reply(text="One sec.", tool_calls=[ToolCall("forecast", {"city": "Lima"}, "m1")]),
+        Reply(text="Fog."),
+    ]
+    async with running_session([], replies, agent=agent) as env:
+        handle = env.session.generate_reply(user_input="forecast?")
+        await bridge.wait_for_playout(handle)
+        await trio.sleep(3)
+        assert agent.calls == ["Lima"]
+        assert [o.output for o in env.outputs("m1")] == ["fog in Lima"]
