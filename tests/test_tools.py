@@ -252,8 +252,6 @@ def test_docs_for_unknown_parameters_are_ignored() -> None:
     assert props(t) == {"x": {"type": "integer", "description": "the x"}}
 
 
-@pytest.mark.xfail(strict=True, reason="_param_docs appends a following 'Returns:' section to the last "
-                   "parameter's description instead of ending the Args section")
 def test_returns_section_does_not_leak_into_last_parameter() -> None:
     @function_tool
     async def t(ctx: RunContext, a: int, b: str) -> str:
@@ -431,9 +429,6 @@ def test_unresolvable_annotation_is_rejected() -> None:
         function_tool(t)
 
 
-@pytest.mark.xfail(strict=True, reason="_schema_for compares get_origin() with typing.Sequence/"
-                   "typing.Mapping, but get_origin returns collections.abc.Sequence/Mapping, "
-                   "so they are rejected")
 def test_abstract_sequence_and_mapping_are_supported() -> None:
     @function_tool
     async def t(ctx: RunContext, xs: Sequence[int], m: Mapping[str, int]) -> None:
@@ -590,8 +585,6 @@ def test_first_problem_is_reported_for_missing_before_types() -> None:
     expect_invalid({"i": "bad"}, "missing required parameter(s) s")
 
 
-@pytest.mark.xfail(strict=True, reason="Optional[Enum] values are validated but not converted to the Enum: "
-                   "FunctionTool only records enums whose hint is the Enum class itself")
 def test_optional_enum_is_converted() -> None:
     @function_tool
     async def t(ctx: RunContext, color: Optional[Color] = None) -> None:  # noqa: UP045
@@ -601,8 +594,6 @@ def test_optional_enum_is_converted() -> None:
     assert t.parse_arguments({"color": "red"})["color"] is Color.RED
 
 
-@pytest.mark.xfail(strict=True, reason="enum/Literal membership uses Python ==, so JSON true matches 1 and "
-                   "false matches 0; 'bool is not int' holds for integer types but not for Literal/Enum")
 def test_bool_does_not_match_integer_literal() -> None:
     @function_tool
     async def t(ctx: RunContext, n: Literal[1, 2]) -> None:

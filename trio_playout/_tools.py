@@ -8,6 +8,7 @@ a malformed call becomes one error output the LLM can read, never a crash.
 
 from __future__ import annotations
 
+import collections.abc as abc
 import enum
 import inspect
 import json
@@ -45,10 +46,10 @@ def _schema_for(tp: Any, where: str) -> dict[str, Any]:
         if len(members) < len(args):
             schema = {"anyOf": [schema, {"type": "null"}]}
         return schema
-    if tp is list or origin in (list, typing.Sequence, tuple):
+    if tp is list or origin in (list, tuple, abc.Sequence):
         item = args[0] if (args and args[-1] is not Ellipsis) or len(args) == 2 else None
         return {"type": "array", **({"items": _schema_for(item, where)} if item is not None else {})}
-    if tp is dict or origin in (dict, typing.Mapping):
+    if tp is dict or origin in (dict, abc.Mapping):
         return {"type": "object"}
     raise ToolDefinitionError(f"{where}: unsupported parameter type {tp!r}")
 
@@ -66,6 +67,8 @@ def _param_docs(doc: str) -> tuple[str, dict[str, str]]:
     current: str | None = None
     for line in rest:
         m = re.match(r"^\s+(\w+)\s*(?:\([^)]*\))?:\s*(.*)$", line)
+        if line.strip() and not line[0].isspace():
+            break  # the next section (Returns:, Raises:, ...)
         if m and (current is None or len(line) - len(line.lstrip()) <= 4):
             current = m.group(1)
             params[current] = m.group(2).strip()
@@ -102,8 +105,9 @@ class FunctionTool:
         hints = self._hints(fn)
         for pname in self.parameters_schema["properties"]:
             hint = hints.get(pname)
-            if isinstance(hint, type) and issubclass(hint, enum.Enum):
-                self._enums[pname] = hint
+            for candidate in (hint, *typing.get_args(hint)):
+                if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+                    self._enums[pname] = candidate
 
     def __repr__(self) -> str:
         return f"<FunctionTool {self.name} interruptible={self.interruptible}>"
@@ -162,7 +166,7 @@ class FunctionTool:
             problem = _check(value, props[key])
             if problem:
                 raise InvalidToolArguments(f"{self.name}: parameter {key!r} {problem}")
-            if key in self._enums:
+            if key in self._enums and value is not None:
                 decoded[key] = self._enums[key](value)
         return decoded
 
@@ -184,7 +188,10 @@ def _check(value: Any, schema: Mapping[str, Any]) -> str | None:
         if any(_check(value, s) is None for s in schema["anyOf"]):
             return None
         return f"does not match any allowed type (got {value!r})"
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not any(
+        value == allowed and isinstance(value, bool) == isinstance(allowed, bool)
+        for allowed in schema["enum"]
+    ):
         return f"must be one of {schema['enum']!r} (got {value!r})"
     kind = schema.get("type")
     if kind is not None and not _JSON_TYPES[kind](value):
