@@ -161,10 +161,14 @@ def run(async_fn: Callable[..., Awaitable[T]], *args: Any, **trio_run_kwargs: An
 def install() -> None:
     """Make ``asyncio.new_event_loop()`` return a bridge loop (asyncio-first programs).
 
-    Call it before livekit creates its loop: at the top of the module that calls
-    ``cli.run_app(...)`` (job processes import that module before they create their
-    loop). It imports trio_asyncio, which patches asyncio process-wide, and then points
-    trio-asyncio's synchronous loop factory at :class:`BridgeSyncEventLoop`, in every
-    thread. Idempotent. Loops created before the call are not converted.
+    Call it before livekit creates its loop, at the top of the module that defines the
+    entrypoint and calls ``cli.run_app(...)``. It imports trio_asyncio (which patches
+    asyncio process-wide) and points trio-asyncio's synchronous loop factory at
+    :class:`BridgeSyncEventLoop`, for every thread (thread-based job executors too).
+    Idempotent. A loop created before the call is not converted. Tested the way
+    livekit's CLI and ``ipc/proc_client.py`` create loops (``new_event_loop()`` then
+    ``run_until_complete``); a full worker with job subprocesses needs a LiveKit server
+    and was not run: there, make sure the entrypoint module (and so this call) is
+    imported in the job process before its loop is created.
     """
     _ta_sync.SyncTrioEventLoop = BridgeSyncEventLoop
