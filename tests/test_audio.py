@@ -710,3 +710,23 @@ async def test_slow_clear_needs_serve_to_confirm(autojump_clock: trio.testing.Mo
         await wait_all_tasks_blocked()
         assert seg.result == PlaybackResult(approx(0.15), True, True)
         nursery.cancel_scope.cancel()
+
+
+async def test_clear_releases_blocked_writer(autojump_clock: trio.testing.MockClock) -> None:
+    sink = RealtimeAudioSink(buffer=0.2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.serve)
+        returned: list[float] = []
+
+        async def writer() -> None:
+            await sink.capture_frame(AudioFrame.silence(3.0))
+            returned.append(trio.current_time())
+
+        nursery.start_soon(writer)
+        await trio.sleep(0.5)
+        assert returned == []  # blocked: 2.8 s ahead of playback
+        sink.clear_buffer()
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == [pytest.approx(0.5)]
+        assert sink.records[0].started_at <= sink.records[0].stopped_at  # type: ignore[operator]
+        nursery.cancel_scope.cancel()

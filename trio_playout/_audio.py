@@ -266,6 +266,7 @@ class RealtimeAudioSink(AudioOutput):
         self._tracks: dict[int, _Track] = {}
         self._busy_until = -math.inf
         self._wake = trio.Event()
+        self._cleared = trio.Event()
         self._serving = False
 
     # -- queries --------------------------------------------------------------
@@ -306,7 +307,8 @@ class RealtimeAudioSink(AudioOutput):
         self._wake.set()
         ahead = self._busy_until - now - self.buffer
         if ahead > 0:
-            await trio.sleep_until(self._busy_until - self.buffer)
+            with trio.move_on_at(self._busy_until - self.buffer):
+                await self._cleared.wait()  # a clear releases blocked writers at once
         else:
             await trio.lowlevel.checkpoint()
 
@@ -335,7 +337,10 @@ class RealtimeAudioSink(AudioOutput):
             track.interrupted = True
             track.stop_at = stop
             track.frames = [(s, min(e, stop)) for s, e in track.frames if s < stop]
+            track.record.started_at = min(track.record.started_at, stop)
         self._busy_until = min(self._busy_until, stop)
+        self._cleared.set()
+        self._cleared = trio.Event()
         if self.clear_delay == 0:
             self._fire_due(now)
         self._wake.set()
