@@ -146,7 +146,13 @@ def analyse(results: Sequence[Result], *, sink_grace_s: float = 2.0) -> Analysis
         if res.get("scenario") == "S6":
             impl = str(res["impl"])
             scale = res.get("scale")
-            if res.get("status") == "ok" and isinstance(scale, dict):
+            done_before = scale.get("done_before_interrupt", 0) if isinstance(scale, dict) else 0
+            if res.get("status") == "ok" and isinstance(scale, dict) and done_before:
+                an.scale_skips.setdefault(impl, []).append(
+                    f"N={res.get('level')}: invalid, {done_before} conversations had already "
+                    "finished playing before the interrupt (setup slower than the audio)"
+                )
+            elif res.get("status") == "ok" and isinstance(scale, dict):
                 an.scale.setdefault(impl, []).append(cast("dict[str, object]", scale))
             else:
                 lvl = res.get("level")

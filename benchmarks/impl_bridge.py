@@ -285,6 +285,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
                 for i, h in enumerate(handles):
                     waiters.start_soon(waiter, i, h)
                 await _wait_until(lambda: parked == n, 60.0, step=0)
+                done_before = sum(1 for h in handles if h.done())
                 t0 = now_ns()
                 for h in handles:
                     h.interrupt()
@@ -307,6 +308,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
                 setup_s=setup_s,
                 early_returns=early,
                 running_at_done=running,
+                done_before_interrupt=done_before,
             )
         finally:
             for c in convs:

@@ -390,6 +390,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
 
     tasks = [asyncio.create_task(waiter(i, h)) for i, h in enumerate(handles)]
     await _wait_until(lambda: parked == n, 60.0, step=0)
+    done_before = sum(1 for h in handles if h.done())
     t0 = now_ns()
     for h in handles:
         h.interrupt()
@@ -413,6 +414,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
         setup_s=setup_s,
         early_returns=early,
         running_at_done=running,
+        done_before_interrupt=done_before,
     )
     for c in convs:
         with contextlib.suppress(Exception):

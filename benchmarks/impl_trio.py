@@ -270,7 +270,6 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
     async def hold(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with conversation(s6, _Current(), 1) as conv:
             convs.append(conv)
-            handles.append(conv.start_speech(s6))
             task_status.started()
             await finish.wait()
 
@@ -287,6 +286,8 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
         async with trio.open_nursery() as nursery:
             for _ in range(n):
                 await nursery.start(hold)
+            # start every speech only once all sessions exist, as the livekit workers do
+            handles.extend(c.start_speech(s6) for c in convs)
             ok = await _wait_until(
                 lambda: all(c.sink.records for c in convs), max(1.0, cfg.budget_s)
             )
@@ -300,6 +301,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
                 for i, h in enumerate(handles):
                     waiters.start_soon(waiter, i, h)
                 await _wait_until(lambda: parked == n, 60.0, step=0)
+                done_before = sum(1 for h in handles if h.done())
                 t0 = now_ns()
                 for h in handles:
                     h.interrupt()
@@ -326,6 +328,7 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
         setup_s=setup_s,
         early_returns=early,
         running_at_done=running,
+        done_before_interrupt=done_before,
     )
     return out
 

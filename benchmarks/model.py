@@ -160,6 +160,9 @@ class ScalePoint:
     early_returns: int
     #: the wait returned but the handle was not done / something still ran.
     running_at_done: int
+    #: conversations already done (audio over) when the interrupt loop started; a
+    #: level with any is not a valid measurement of "N interrupted at once".
+    done_before_interrupt: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
