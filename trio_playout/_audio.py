@@ -342,8 +342,9 @@ class RealtimeAudioSink(AudioOutput):
         self._cleared.set()
         self._cleared = trio.Event()
         if self.clear_delay == 0:
-            self._fire_due(now)
-        self._wake.set()
+            self._fire_due(now)  # stops and confirms now; serve() has nothing new to do
+        else:
+            self._wake.set()
 
     # -- playback -------------------------------------------------------------
     def _fire_due(self, now: float) -> None:

@@ -113,6 +113,7 @@ class _Playout:
     words: list[tuple[float, int]] = field(default_factory=list)  # (start s, end char)
     audio: float = 0.0
     segment: PlaybackSegment | None = None
+    cleared: bool = False  # clear_buffer() was already called for this step
 
     def heard(self, position: float) -> str:
         if not self.words:
@@ -131,6 +132,16 @@ class _Reply:
 
 
 _Source = _Say | _Reply
+
+
+def _split_sentences(text: str) -> tuple[list[str], str]:
+    """Complete sentences (with their trailing space) and the unfinished rest."""
+    sentences: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        sentences.append(text[start:m.end()])
+        start = m.end()
+    return sentences, text[start:]
 
 
 def _to_text(value: Any) -> str:
@@ -369,29 +380,38 @@ class Session:
     async def _play_step(self, speech: SpeechHandle, step: _Step, source: _Source,
                          nursery: trio.Nursery) -> None:
         playout = _Playout()
+
+        def stop_audio_now() -> None:
+            segment = playout.segment or self._output.current_segment
+            if segment is not None and not segment.done() and not playout.cleared:
+                playout.cleared = True
+                self._output.clear_buffer()
+
+        speech._stop_audio = stop_audio_now
         try:
             with speech._interruptible():
-                send, recv = trio.open_memory_channel[str](math.inf)
-                async with trio.open_nursery() as gen:
-                    gen.start_soon(self._produce, speech, step, source, send, nursery)
-                    await self._forward(speech, recv, playout)
+                if isinstance(source, _Say):
+                    await self._forward_text(speech, source.text, playout)
+                else:
+                    send, recv = trio.open_memory_channel[str](math.inf)
+                    async with trio.open_nursery() as gen:
+                        gen.start_soon(self._produce, speech, step, send, nursery)
+                        await self._forward_stream(speech, recv, playout)
                 segment = self._output.flush() or playout.segment
                 if segment is not None:
                     playout.segment = segment
                     step.playback = await self._await_natural_end(speech, segment)
         finally:
+            speech._stop_audio = None
             segment = playout.segment or self._output.current_segment
             if step.playback is None and segment is not None:
-                step.playback = await self._stop_audio(speech, segment)
+                step.playback = await self._stop_audio(speech, segment, cleared=playout.cleared)
             self._commit_heard(speech, playout, step.playback)
             self._finish_playout(speech, step)
 
-    async def _produce(self, speech: SpeechHandle, step: _Step, source: _Source,
+    async def _produce(self, speech: SpeechHandle, step: _Step,
                        send: trio.MemorySendChannel[str], nursery: trio.Nursery) -> None:
-        async with send:
-            if isinstance(source, _Say):
-                await send.send(source.text)
-                return
+        with send:  # a synchronous close: no checkpoint on the cancellation path
             request = LLMRequest(history=tuple(self.history), tools=tuple(self._tools.values()))
             try:
                 async with _aclosing(self._llm.stream(request)) as stream:
@@ -406,16 +426,24 @@ class Session:
             except Exception as exc:
                 self._record_error(speech, exc)
 
-    async def _forward(self, speech: SpeechHandle, recv: trio.MemoryReceiveChannel[str],
-                       playout: _Playout) -> None:
+    async def _forward_text(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
+        try:
+            sentences, rest = _split_sentences(text)
+            for sentence in [*sentences, rest] if rest else sentences:
+                await self._speak(sentence, playout)
+        except Exception as exc:
+            self._record_error(speech, exc)
+
+    async def _forward_stream(self, speech: SpeechHandle, recv: trio.MemoryReceiveChannel[str],
+                              playout: _Playout) -> None:
+        """Speak the LLM's text sentence by sentence as it streams in."""
         buffered = ""
         try:
-            async with recv:
+            with recv:
                 async for piece in recv:
-                    buffered += piece
-                    while (m := _SENTENCE_END.search(buffered)) is not None:
-                        await self._speak(buffered[: m.end()], playout)
-                        buffered = buffered[m.end():]
+                    sentences, buffered = _split_sentences(buffered + piece)
+                    for sentence in sentences:
+                        await self._speak(sentence, playout)
                 if buffered:
                     await self._speak(buffered, playout)
         except Exception as exc:
@@ -426,6 +454,8 @@ class Session:
         playout.text += text
         async with _aclosing(self._tts.synthesize(text)) as audio:
             async for chunk in audio:
+                if playout.cleared:
+                    return  # never capture after this step's audio was cleared
                 for word in chunk.words:
                     playout.words.append((base_time + word.start, base_char + word.end_char))
                 playout.segment = await self._output.capture_frame(chunk.frame)
@@ -438,9 +468,12 @@ class Session:
             return await segment.wait()
         return self._give_up(speech, segment, "did not report the end of playout")
 
-    async def _stop_audio(self, speech: SpeechHandle, segment: PlaybackSegment) -> PlaybackResult:
+    async def _stop_audio(self, speech: SpeechHandle, segment: PlaybackSegment, *,
+                          cleared: bool) -> PlaybackResult:
+        if segment.result is not None:
+            return segment.result  # already confirmed (often inside interrupt() itself)
         with trio.CancelScope(shield=True):
-            if not segment.done():
+            if not cleared:
                 self._output.clear_buffer()
             with trio.move_on_after(self.sink_grace):
                 return await segment.wait()

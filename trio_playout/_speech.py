@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -103,6 +103,7 @@ class SpeechHandle:
         self._runs: list[_ToolRun] = []
         self._steps: list[_Step] = [_Step(0)]
         self._chat_items: list[ChatItem] = []
+        self._stop_audio: Callable[[], None] | None = None  # set while a step's audio is out
         self.sink_timed_out = False
 
     def __repr__(self) -> str:
@@ -187,8 +188,16 @@ class SpeechHandle:
             logger.debug("%s interrupted (%s%s)", self.id, source, ", forced" if force else "")
             self._interrupted.set()
             reason = f"speech {self.id} interrupted ({source})"
+            # Scopes first: a writer blocked in the sink then wakes with Cancelled, not
+            # with the clear's wake-up, so it cannot capture another frame.
             for scope in self._scopes:
                 scope.cancel(reason=reason)
+            if self._stop_audio is not None:
+                # The sink hears about it now, not after the speech's tasks unwind.
+                try:
+                    self._stop_audio()
+                except Exception:
+                    logger.exception("%s: stopping the audio failed; retrying in cleanup", self.id)
             for run in self._runs:
                 run.deliver(source)
         return self
