@@ -31,7 +31,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, M
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -155,12 +155,19 @@ def _to_text(value: Any) -> str:
         return str(value)
 
 
-@asynccontextmanager
-async def _aclosing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
+class _aclosing(Generic[T]):
+    """``async with``: close an async iterator if it has ``aclose`` (not all do)."""
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, iterator: AsyncIterator[T]) -> None:
+        self._iterator = iterator
+
+    async def __aenter__(self) -> AsyncIterator[T]:
+        return self._iterator
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        aclose = getattr(self._iterator, "aclose", None)
         if aclose is not None:
             await aclose()
 
@@ -312,26 +319,34 @@ class Session:
     # -- one speech -----------------------------------------------------------------------
     async def _supervise(self, speech: SpeechHandle, source: _Source) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    step = speech._steps[-1]
-                    with speech._interruptible():
-                        await step.authorized.wait()
-                    if speech.interrupted:
-                        break
-                    await self._play_step(speech, step, source, nursery)
-                    for run in step.runs:
-                        await run.finished.wait()
-                    self._commit_tools(speech, step)
-                    if not step.runs or speech._error is not None or not speech._state.may_continue():
-                        break
-                    speech._state.next_step()
-                    speech._steps.append(_Step(len(speech._steps)))
-                    self._queue.push(speech)
+            if isinstance(source, _Say):
+                # A said text calls no tools, so it has no children to hold: no
+                # nursery, and one scheduler round less between interrupt and done.
+                await self._run_steps(speech, source, None)
+            else:
+                async with trio.open_nursery() as nursery:
+                    await self._run_steps(speech, source, nursery)
         except Exception as exc:
             self._record_error(speech, exc)
         finally:
             self._finalize(speech)
+
+    async def _run_steps(self, speech: SpeechHandle, source: _Source, nursery: trio.Nursery | None) -> None:
+        while True:
+            step = speech._steps[-1]
+            with speech._interruptible():
+                await step.authorized.wait()
+            if speech.interrupted:
+                return
+            await self._play_step(speech, step, source, nursery)
+            for run in step.runs:
+                await run.finished.wait()
+            self._commit_tools(speech, step)
+            if not step.runs or speech._error is not None or not speech._state.may_continue():
+                return
+            speech._state.next_step()
+            speech._steps.append(_Step(len(speech._steps)))
+            self._queue.push(speech)
 
     def _finalize(self, speech: SpeechHandle) -> None:
         """Last words of a supervisor: every record written, then done. No awaits."""
@@ -378,7 +393,7 @@ class Session:
 
     # -- one step: LLM -> TTS -> sink -----------------------------------------------------
     async def _play_step(self, speech: SpeechHandle, step: _Step, source: _Source,
-                         nursery: trio.Nursery) -> None:
+                         nursery: trio.Nursery | None) -> None:
         playout = _Playout()
 
         def stop_audio_now() -> None:
@@ -393,6 +408,7 @@ class Session:
                 if isinstance(source, _Say):
                     await self._forward_text(speech, source.text, playout)
                 else:
+                    assert nursery is not None  # replies hold their tool calls in it
                     send, recv = trio.open_memory_channel[str](math.inf)
                     async with trio.open_nursery() as gen:
                         gen.start_soon(self._produce, speech, step, send, nursery)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -76,6 +76,27 @@ class _ToolRun:
     def deliver(self, source: str, *, override_protection: bool = False) -> None:
         if self.state.request_cancel(source, override_protection=override_protection):
             self.scope.cancel(reason=f"speech {self.speech.id} interrupted ({source})")
+
+
+class _Interruptible:
+    """``with speech._interruptible():`` a cancel scope linked to the speech's interrupt."""
+
+    __slots__ = ("_scope", "_speech")
+
+    def __init__(self, speech: SpeechHandle) -> None:
+        self._speech = speech
+        self._scope = trio.CancelScope()
+
+    def __enter__(self) -> trio.CancelScope:
+        speech = self._speech
+        if speech.interrupted:
+            self._scope.cancel(reason=f"speech {speech.id} interrupted ({speech.interrupt_source})")
+        speech._scopes.add(self._scope)
+        return self._scope.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        self._speech._scopes.discard(self._scope)
+        return self._scope.__exit__(*exc_info)
 
 
 # The tool run the current task belongs to; children spawned by a tool inherit it,
@@ -206,18 +227,9 @@ class SpeechHandle:
         """Return once the speech has been interrupted (at once if it already was)."""
         await self._interrupted.wait()
 
-    @contextmanager
-    def _interruptible(self) -> Iterator[trio.CancelScope]:
+    def _interruptible(self) -> _Interruptible:
         """A cancel scope that an interrupt of this speech cancels, also an earlier one."""
-        scope = trio.CancelScope()
-        if self.interrupted:
-            scope.cancel(reason=f"speech {self.id} interrupted ({self.interrupt_source})")
-        self._scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
+        return _Interruptible(self)
 
     # -- waiting ------------------------------------------------------------------
     async def wait_for_playout(self) -> None:
