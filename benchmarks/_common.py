@@ -28,16 +28,16 @@ from benchmarks.scenarios import LONG_TOOL_INTERRUPT_AFTER_S, Scenario
 HEARD_FOR_MESSAGE_S = 0.5
 
 #: After everything is quiet, how long to keep watching for late history writes.
-SETTLE_S = 0.02
+SETTLE_S = 0.005
 
 #: Interrupt offset after playback start, per scenario.
 INTERRUPT_AFTER_START: dict[str, float] = {
-    "S1": 0.05,
-    "S2": 0.05,
+    "S1": 0.02,
+    "S2": 0.02,
     "S3": 1.0,
     "S4": 0.6,
     "S6": 0.05,
-    "S7": 0.05,
+    "S7": 0.02,
 }
 
 #: The tool each scenario's LLM calls (None: the speech is a plain ``say``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from collections.abc import Callable
 
 
 def _status_kb(field: str) -> int | None:
@@ -36,7 +37,20 @@ def peak_rss_bytes() -> int:
     return kb * 1024
 
 
+_progress_sink: Callable[[int, int], None] | None = None
+
+
+def set_progress_sink(sink: Callable[[int, int], None]) -> None:
+    """Where :func:`report_progress` sends its counts (the runner's pipe)."""
+    global _progress_sink
+    _progress_sink = sink
+
+
 def report_progress(done: int, total: int) -> None:
-    """Tell the parent how far this configuration is (one line on stdout)."""
+    """Tell the parent how far this configuration is (the runner's pipe, else one
+    ``PROGRESS done total`` line on stdout when run as ``python -m benchmarks._worker``)."""
+    if _progress_sink is not None:
+        _progress_sink(done, total)
+        return
     sys.stdout.write(f"PROGRESS {done} {total}\n")
     sys.stdout.flush()

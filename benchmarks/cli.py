@@ -1,15 +1,23 @@
 """``python -m benchmarks``: run every scenario for every implementation, side by side.
 
 Each configuration (implementation x scenario, and x N for the S6 scale levels)
-runs in its own worker process, one after the other by default so the
-measurements do not compete for the 2 CPUs of the reference machine. ``--jobs
-2`` runs two at a time, which ``--quick`` uses because its numbers are a smoke
-test, not a measurement.
+runs in its own worker process. How they share the 2 CPUs of the reference
+machine depends on what they measure (``Scenario.kind``):
+
+1. ``timing`` configurations (S1, S2, S4, S7: microseconds to a few hundred
+   milliseconds) run first, strictly one at a time, on an otherwise idle machine;
+2. then the ``long-wait`` configurations (S3, S5: livekit's 5 s watchdog, the
+   12 s tool, the 2 s sink grace; the processes sleep through them) run up to
+   ``--jobs`` at a time, longest first, while the S6 ``scale`` levels (CPU-bound)
+   run alongside, one level at a time.
+
+``--quick`` is a smoke test, not a measurement: everything shares ``--jobs``
+slots.
 
 S6 levels run in increasing N per implementation; a level is skipped, with the
 reason written down, when the previous level's wall time predicts (linearly) a
-run longer than the level budget, or when the implementation has a documented
-cap (``benchmarks.scenarios.SCALE_CAPS``).
+run longer than the level budget, or, for the default level list only, when the
+implementation has a documented cap (``benchmarks.scenarios.SCALE_CAPS``).
 """
 
 from __future__ import annotations
@@ -66,11 +74,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="warm-up samples (overrides the plan)")
     p.add_argument(
         "--levels", default=None,
-        help="S6 conversation counts, comma-separated (default 1,10,100,1000,10000; quick 1,10)",
+        help="S6 conversation counts, comma-separated (default 1,10,100,1000,10000 with "
+        "the per-implementation caps of benchmarks.scenarios.SCALE_CAPS; quick 1,10). "
+        "Given explicitly, the caps do not apply",
     )
     p.add_argument(
         "--jobs", "-j", type=int, default=None,
-        help="configurations run at once (default 1; 2 with --quick)",
+        help="long-wait configurations (S3, S5) run at once beside the one-at-a-time "
+        "S6 levels (default 3); with --quick, all configurations run this many at once "
+        "(default 4). Timing scenarios (S1, S2, S4, S7) always run alone in a default run",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = p.parse_args(argv)
@@ -84,12 +96,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     except (argparse.ArgumentTypeError, ValueError) as exc:
         p.error(str(exc))
     if args.jobs is None:
-        args.jobs = 2 if args.quick else 1
+        args.jobs = 4 if args.quick else 3
+    args.caps = args.levels is None
     return args
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Config], dict[str, list[Config]]]:
-    """The flat configurations, and the S6 chains (one per implementation)."""
+    """The flat configurations (timing first, then long-wait, longest first), and the
+    S6 chains (one per implementation)."""
     flat: list[Config] = []
     chains: dict[str, list[Config]] = {}
     for sid in args.scenarios:
@@ -105,14 +119,24 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], dict[str, list[Config]
                 Config(
                     impl=impl,
                     scenario=sid,
-                    n=args.n if args.n is not None else sc.n(args.quick),
+                    n=args.n if args.n is not None else sc.n(args.quick, impl),
                     warmup=args.warmup if args.warmup is not None else sc.warmup(args.quick),
                     budget_s=sc.budget(args.quick),
                     observe_s=sc.observe(args.quick),
                     quick=args.quick,
                 )
             )
+    flat.sort(key=_order_key)
     return flat, chains
+
+
+def _order_key(cfg: Config) -> tuple[int, float]:
+    """Timing configurations first (in plan order), then long-wait ones, longest first."""
+    sc = SCENARIOS[cfg.scenario]
+    if sc.kind == "timing":
+        return (0, 0.0)
+    stock = cfg.impl in ("livekit", "livekit-race")  # the 5 s watchdog, the 12 s tool
+    return (1, -(cfg.n * (13.0 if sc.id == "S5" else 6.5) if stock else cfg.n * 3.0))
 
 
 class Progress:
@@ -164,7 +188,9 @@ def _skip(cfg: Config, reason: str) -> dict[str, object]:
     }
 
 
-def run_chain(chain: list[Config], out: Path, progress: Progress) -> list[dict[str, object]]:
+def run_chain(
+    chain: list[Config], out: Path, progress: Progress, caps: bool = True
+) -> list[dict[str, object]]:
     """S6 levels of one implementation, smallest first, with the budget rule."""
     results: list[dict[str, object]] = []
     prev: dict[str, object] | None = None
@@ -172,7 +198,7 @@ def run_chain(chain: list[Config], out: Path, progress: Progress) -> list[dict[s
     for cfg in chain:
         assert cfg.level is not None
         res: dict[str, object] | None = None
-        cap = SCALE_CAPS.get(cfg.impl)
+        cap = SCALE_CAPS.get(cfg.impl) if caps else None
         if cap is not None and cfg.level > cap[0]:
             res = _skip(cfg, f"capped at N={cap[0]}: {cap[1]}")
         elif prev is not None and prev.get("status") != "ok":
@@ -209,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = environment()
     sys.stderr.write(
         f"benchmarks: {len(flat)} configurations + {sum(len(c) for c in chains.values())} "
-        f"scale levels, {args.jobs} at a time, into {out}/ "
+        f"scale levels into {out}/ "
         f"({'quick' if args.quick else 'default'} run)\n"
     )
     progress = Progress(total)
@@ -222,17 +248,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.finished(cfg, res)
         return [res]
 
-    jobs: list[tuple[str, object]] = [("flat", c) for c in flat] + [
-        ("chain", c) for c in chains.values()
-    ]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(one, cast(Config, j)) if kind == "flat"
-            else pool.submit(run_chain, cast(list[Config], j), out, progress)
-            for kind, j in jobs
-        ]
-        for f in futures:
-            results.extend(f.result())
+    def chains_in_turn() -> list[dict[str, object]]:
+        got: list[dict[str, object]] = []
+        for chain in chains.values():
+            got.extend(run_chain(chain, out, progress, args.caps))
+        return got
+
+    timing = [c for c in flat if SCENARIOS[c.scenario].kind == "timing"]
+    waits = [c for c in flat if SCENARIOS[c.scenario].kind != "timing"]
+    if args.quick:
+        # a smoke test: everything shares the slots, the long ones first
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [pool.submit(one, c) for c in waits]
+            futures += [pool.submit(run_chain, ch, out, progress, args.caps)
+                        for ch in chains.values()]
+            futures += [pool.submit(one, c) for c in timing]
+            for f in futures:
+                results.extend(f.result())
+    else:
+        # 1. timing configurations, alone on the machine
+        for c in timing:
+            results.extend(one(c))
+        # 2. long-wait configurations, --jobs at a time, beside one S6 level at a time
+        with ThreadPoolExecutor(max_workers=1) as scale_pool:
+            scale_future = scale_pool.submit(chains_in_turn)
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as waits_pool:
+                wait_futures = [waits_pool.submit(one, c) for c in waits]
+                for f in wait_futures:
+                    results.extend(f.result())
+            results.extend(scale_future.result())
     wall = time.perf_counter() - t0
 
     order = {s: i for i, s in enumerate(SCENARIOS)}
@@ -251,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "quick": args.quick, "jobs": args.jobs, "impls": args.impls,
             "scenarios": args.scenarios, "n_override": args.n, "levels": args.level_list,
+            "scale_caps": (
+                {k: {"max_level": v[0], "reason": v[1]} for k, v in SCALE_CAPS.items()}
+                if args.caps else {}
+            ),
             "wall_s": wall,
         },
         "results": results,

@@ -435,13 +435,6 @@ def run(cfg: WorkerConfig) -> RunOutput:
     logging.getLogger("livekit.agents").setLevel(logging.ERROR)
     main: Callable[[], Awaitable[RunOutput]]
     if cfg.scenario.id == "S6":
-        if cfg.impl == "livekit-race":
-            out = RunOutput()
-            from benchmarks.scenarios import SCALE_CAPS
-
-            out.skipped = SCALE_CAPS["livekit-race"][1]
-            return out
-
         def main() -> Awaitable[RunOutput]:
             return _scale(cfg)
     else:

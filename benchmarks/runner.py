@@ -1,7 +1,10 @@
 """Start one worker process per configuration and collect its JSON.
 
-The parent never imports an implementation: it only builds command lines,
-relays progress lines (``PROGRESS done total``) and reads the result file. A
+The parent never imports an implementation: it only builds the worker's
+arguments, relays progress messages and reads the result file. Workers are
+forked from a ``multiprocessing`` fork server that preloaded livekit-agents
+(:mod:`benchmarks._preload`), one fresh process per configuration; the worker's
+stdout and stderr go to ``logs/<configuration>.log``. A
 worker that dies or overruns its deadline becomes an ``error`` result with the
 tail of its log, so a broken implementation shows up in the report instead of
 stopping the run.
@@ -10,13 +13,14 @@ stopping the run.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
 from benchmarks.scenarios import SCENARIOS
@@ -57,8 +61,49 @@ class Config:
 ProgressFn = Callable[[Config, int, int], None]
 
 
+def _child(argv: list[str], log_path: str, conn: Connection) -> None:
+    """The configuration's own process (forked from the preloaded fork server)."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    from benchmarks import _proc, _worker
+
+    def send(done: int, total: int) -> None:
+        conn.send((done, total))
+
+    _proc.set_progress_sink(send)
+    try:
+        rc = _worker.main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+    sys.exit(rc)
+
+
+_CTX: ForkServerContext | None = None
+
+
+def _context() -> ForkServerContext:
+    """A fork server that has imported livekit-agents (never trio_asyncio) once.
+
+    Every configuration is still its own process (a fresh fork of the server), so
+    a bridge process importing trio_asyncio cannot leak into a plain asyncio one;
+    what is shared is only the ~1.2 s import of livekit-agents, paid once per run
+    instead of once per configuration.
+    """
+    global _CTX
+    if _CTX is None:
+        ctx = multiprocessing.get_context("forkserver")
+        assert isinstance(ctx, ForkServerContext)
+        ctx.set_forkserver_preload(["benchmarks._preload"])
+        _CTX = ctx
+    return _CTX
+
+
 def run_config(cfg: Config, out_dir: Path, progress: ProgressFn) -> dict[str, object]:
-    """Run one configuration in a fresh interpreter; return its result dict."""
+    """Run one configuration in its own process; return its result dict."""
     raw_dir = out_dir / "raw"
     log_dir = out_dir / "logs"
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -67,43 +112,39 @@ def run_config(cfg: Config, out_dir: Path, progress: ProgressFn) -> dict[str, ob
     log_path = log_dir / f"{cfg.slug}.log"
     if result_path.exists():
         result_path.unlink()
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks._worker",
+    argv = [
         "--impl", cfg.impl,
         "--scenario", cfg.scenario,
         "--n", str(cfg.n),
         "--warmup", str(cfg.warmup),
         "--budget", str(cfg.budget_s),
         "--observe", str(cfg.observe_s),
-        "--out", str(result_path),
+        "--out", str(result_path.resolve()),
     ]
     if cfg.level is not None:
-        cmd += ["--level", str(cfg.level)]
+        argv += ["--level", str(cfg.level)]
     if cfg.quick:
-        cmd.append("--quick")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env.setdefault("PYTHONUNBUFFERED", "1")
+        argv.append("--quick")
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO_ROOT, env=env
-        )
-        timer = threading.Timer(cfg.deadline_s(), proc.kill)
-        timer.start()
+    proc = ctx.Process(target=_child, args=(argv, str(log_path.resolve()), send), daemon=True)
+    proc.start()
+    send.close()
+    deadline = t0 + cfg.deadline_s()
+    while True:
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                parts = line.split()
-                if len(parts) == 3 and parts[0] == "PROGRESS":
-                    progress(cfg, int(parts[1]), int(parts[2]))
-            rc = proc.wait()
-        finally:
-            timer.cancel()
+            if recv.poll(0.2):
+                done, total = recv.recv()
+                progress(cfg, int(done), int(total))
+        except EOFError:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            break
+    proc.join()
+    recv.close()
+    rc = proc.exitcode
     wall = time.perf_counter() - t0
     if result_path.exists():
         with open(result_path, encoding="utf-8") as fh:
