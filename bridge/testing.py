@@ -15,12 +15,16 @@ The fakes, and why each one exists:
   chunks. When the script runs out it answers with ``fallback`` (empty by default).
 * :class:`SilentTTS` turns text into silent 16-bit PCM whose length follows the text
   (``words_per_second``), so an interrupt lands at a meaningful position.
-* :class:`FakeAudioSink` plays captured audio in loop time, honours the SDK's segment
-  contract (exactly one ``on_playback_finished`` per captured segment) and, on
-  ``clear_buffer()``, stops playback at once and confirms the interrupted segment after
-  ``clear_delay`` seconds: ``0`` confirms inside ``clear_buffer()`` like a local
-  device, ``0.15`` behaves like an avatar, ``math.inf`` never confirms (the #5359
-  worst case). It records every segment: when it started, when playback *actually*
+* :class:`FakeAudioSink` plays captured audio in loop time and honours the SDK's
+  segment contract (exactly one ``on_playback_finished`` per captured segment, except
+  for a sink that never confirms). ``clear_delay`` is how long a ``clear_buffer()``
+  takes to reach the sink: ``0`` stops and confirms inside ``clear_buffer()`` like a
+  local device; ``0.15`` keeps playing 150 ms, then stops and confirms, like an avatar
+  behind an RPC; ``math.inf`` means the clear never arrives (the #5359 worst case): the
+  sink plays out what it had buffered and never confirms that segment. This is the
+  same model as ``trio_playout.RealtimeAudioSink``. ``buffer`` optionally bounds how
+  far ahead of playback ``capture_frame`` accepts audio (back-pressure, as a real room
+  output has). It records every segment: when it started, when playback *actually*
   stopped and when the stop was confirmed, so a caller can check that
   ``wait_for_playout()`` did not return before the audio stopped.
 * :func:`attach_sink` wires a sink (optionally behind livekit's
@@ -252,9 +256,11 @@ class PlayedSegment:
     """What the sink did with one segment (one ``capture_frame``... ``flush()`` run).
 
     Loop times are ``None`` until the thing happened. ``stopped_at`` is when audio
-    stopped coming out (end of playout, or ``clear_buffer()``); ``confirmed_at`` is when
-    the sink reported ``on_playback_finished`` for it (``None`` forever for a sink that
-    never confirms).
+    actually stopped coming out (end of playout, or when a clear took effect:
+    ``clear_delay`` after ``clear_buffer()``); ``cleared_at`` is when ``clear_buffer()``
+    was called; ``confirmed_at`` is when the sink reported ``on_playback_finished`` for
+    it (``None`` forever for a sink that never confirms). ``clear_ignored`` marks a
+    segment a never-confirming sink went on playing after a clear.
     """
 
     index: int
@@ -270,6 +276,7 @@ class PlayedSegment:
     cleared_at: float | None = None
     confirmed_at: float | None = None
     confirmed_at_ns: int | None = None
+    clear_ignored: bool = False
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
@@ -286,24 +293,41 @@ class FakeAudioSink(AudioOutput):
     """An ``AudioOutput`` leaf that plays audio in loop time and reports honestly.
 
     Parameters:
-        clear_delay: seconds between ``clear_buffer()`` and the interrupted
-            ``on_playback_finished`` (``0`` = inside ``clear_buffer()``; ``math.inf`` =
-            never, like a remote sink that lost the message).
+        clear_delay: seconds a ``clear_buffer()`` takes to reach the sink, which keeps
+            playing until then and then stops and confirms (``0`` = inside
+            ``clear_buffer()``). ``math.inf``: the clear never arrives, like a remote
+            sink that lost the message: the buffered audio plays out (``stopped_at`` is
+            when it actually ended) and ``on_playback_finished`` is never called for
+            that segment.
+        buffer: if set, seconds of audio ``capture_frame`` accepts ahead of playback
+            before it blocks (a ``clear_buffer()`` releases blocked writers at once);
+            ``None`` (default) accepts everything at once.
         label: the sink's label.
 
     Contract kept (``voice/io.py``): a segment opens at the first ``capture_frame``
     after ``flush()``; every opened segment gets exactly one ``on_playback_finished``:
     ``interrupted=False`` with its full duration when it plays out, or
-    ``interrupted=True`` with the seconds actually heard after ``clear_buffer()``.
+    ``interrupted=True`` with the seconds actually heard when a clear took effect;
+    none for a segment a never-confirming sink played on after a clear.
     ``clear_buffer()`` is safe to call twice or with nothing playing. Frames captured
     into a cleared, not yet flushed segment are dropped.
     """
 
-    def __init__(self, *, clear_delay: float = 0.0, label: str = "FakeAudioSink") -> None:
+    def __init__(
+        self,
+        *,
+        clear_delay: float = 0.0,
+        buffer: float | None = None,
+        label: str = "FakeAudioSink",
+    ) -> None:
         super().__init__(label=label, capabilities=AudioOutputCapabilities(pause=False))
         if clear_delay < 0 or math.isnan(clear_delay):
             raise ValueError("clear_delay must be >= 0 (math.inf: never confirm)")
+        if buffer is not None and not buffer > 0:
+            raise ValueError("buffer must be positive (or None: unbounded)")
         self.clear_delay = clear_delay
+        self.buffer = buffer
+        self._blocked: set[asyncio.Future[None]] = set()
         self.segments: list[PlayedSegment] = []
         self.clear_calls: list[float] = []
         self._current: PlayedSegment | None = None
@@ -354,11 +378,27 @@ class FakeAudioSink(AudioOutput):
             self.segments.append(seg)
             self._current = seg
             self.on_playback_started(created_at=time.time())
-        if seg.stopped_at is not None:
+        if seg.stopped_at is not None or seg.cleared_at is not None:
             seg.dropped_frames += 1
             return
         seg.frames += 1
         seg.captured += frame.duration
+        if self.buffer is not None:
+            ahead = seg.started_at + seg.captured - self._now() - self.buffer
+            if ahead > 0:
+                await self._hold(ahead)
+
+    async def _hold(self, seconds: float) -> None:
+        """Back-pressure: wait ``seconds``, or until the next ``clear_buffer()``."""
+        loop = self._loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._blocked.add(waiter)
+        timer = loop.call_later(seconds, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._blocked.discard(waiter)
 
     def flush(self) -> None:
         super().flush()
@@ -366,38 +406,57 @@ class FakeAudioSink(AudioOutput):
         if seg is None:
             return
         seg.flushed = True
-        if seg.stopped_at is not None:
-            return  # cleared while capturing: its finish is already owed by clear_buffer
+        if seg.stopped_at is not None or seg.cleared_at is not None:
+            return  # cleared while capturing: clear_buffer() already decided its end
         loop = self._loop or asyncio.get_running_loop()
         seg._timer = loop.call_at(seg.started_at + seg.captured, self._played_out, seg)
 
     def clear_buffer(self) -> None:
         now = self._now()
         self.clear_calls.append(now)
+        for waiter in list(self._blocked):
+            _resolve(waiter)
+        loop = self._loop or asyncio.get_running_loop()
         for seg in self.segments:
-            if not seg.playing:
-                continue
-            if seg._timer is not None:
-                seg._timer.cancel()
-                seg._timer = None
-            seg.interrupted = True
-            seg.position = min(seg.captured, max(0.0, now - seg.started_at))
-            seg.stopped_at = now
-            seg.stopped_at_ns = time.perf_counter_ns()
+            if not seg.playing or seg.cleared_at is not None:
+                continue  # over, or a clear is already on its way
             seg.cleared_at = now
+            if math.isinf(self.clear_delay):
+                # the clear never arrives: what was buffered plays out, never confirmed
+                seg.clear_ignored = True
+                if seg._timer is None:
+                    seg._timer = loop.call_at(seg.started_at + seg.captured, self._played_out, seg)
+                continue
             if self.clear_delay == 0:
-                self._confirm(seg)
-            elif math.isfinite(self.clear_delay):
-                loop = self._loop or asyncio.get_running_loop()
-                loop.call_later(self.clear_delay, self._confirm, seg)
+                self._stop(seg, now)
+            elif seg.started_at + seg.captured > now + self.clear_delay or not seg.flushed:
+                loop.call_later(self.clear_delay, self._clear_arrives, seg)
+            # else: it plays out on its own before the clear would take effect
 
     # -- internals -----------------------------------------------------------------
+
+    def _clear_arrives(self, seg: PlayedSegment) -> None:
+        if seg.playing:
+            self._stop(seg, self._now())
+
+    def _stop(self, seg: PlayedSegment, now: float) -> None:
+        """A clear took effect: the audio stops now and the stop is confirmed."""
+        if seg._timer is not None:
+            seg._timer.cancel()
+            seg._timer = None
+        seg.interrupted = True
+        seg.position = min(seg.captured, max(0.0, now - seg.started_at))
+        seg.stopped_at = now
+        seg.stopped_at_ns = time.perf_counter_ns()
+        self._confirm(seg)
 
     def _played_out(self, seg: PlayedSegment) -> None:
         seg._timer = None
         seg.position = seg.captured
         seg.stopped_at = self._now()
         seg.stopped_at_ns = time.perf_counter_ns()
+        if seg.clear_ignored:
+            return  # a never-confirming sink: the audio ended, no on_playback_finished
         self._confirm(seg)
 
     def _confirm(self, seg: PlayedSegment) -> None:
@@ -406,6 +465,11 @@ class FakeAudioSink(AudioOutput):
         seg.confirmed_at = self._now()
         seg.confirmed_at_ns = time.perf_counter_ns()
         self.on_playback_finished(playback_position=seg.position or 0.0, interrupted=seg.interrupted)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def attach_sink(session: Any, sink: AudioOutput, *, synchronize_transcript: bool = True) -> Any:
