@@ -29,7 +29,7 @@ from livekit.agents import Agent, AgentSession
 import bridge
 from benchmarks._common import SETTLE_S, TOOL_OF, interrupt_offset, lost_records
 from benchmarks._proc import peak_rss_bytes, rss_bytes
-from benchmarks.impl_livekit import _count, _sink_stop_ns, _WatchdogLog
+from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _sink_stop_ns, _WatchdogLog
 from benchmarks.model import Probe, RunOutput, Sample, ScalePoint, WorkerConfig, now_ns
 from benchmarks.scenarios import (
     BUSY_PERIOD_S,
@@ -94,7 +94,7 @@ class Conversation:
         from bridge.testing import FakeAudioSink, ScriptedLLM, SilentTTS, attach_sink
 
         self.current = current
-        self.sink = FakeAudioSink(clear_delay=clear_delay)
+        self.sink = FakeAudioSink(clear_delay=clear_delay, buffer=SINK_BUFFER_S)
         self.llm = ScriptedLLM()
         self.session: Any = AgentSession(
             llm=self.llm, tts=SilentTTS(words_per_second=WORDS_PER_SECOND)
@@ -324,6 +324,10 @@ def run(cfg: WorkerConfig) -> RunOutput:
     out = trio.run(_scale, cfg) if cfg.scenario.id == "S6" else trio.run(_series, cfg, watchdog)
     out.notes.append(
         f"bridge.open_loop (trio-asyncio), bridged trio tools, "
-        f"bridge.with_sink_grace({SINK_GRACE_S:g} s) above bridge.testing.FakeAudioSink"
+        f"bridge.with_sink_grace({SINK_GRACE_S:g} s) above bridge.testing.FakeAudioSink "
+        f"(buffer={SINK_BUFFER_S:g} s)"
     )
+    if cfg.scenario.clear_delay == float("inf"):
+        out.notes.append("never-confirming sink: FakeAudioSink(clear_delay=inf): the clear never "
+                         "arrives, the buffered audio plays out, no confirmation")
     return out

@@ -12,10 +12,14 @@ proposed and the maintainers rejected: return as soon as the interrupt future
 resolves. We measure how often that returns while the sink is still playing,
 which is why it was rejected.
 
-The moment "the sink stopped playing" is the sink's confirmation of the stop
-when it gives one (an avatar keeps playing until it processes the clear and
-answers), else the moment ``clear_buffer()`` reached it (a sink whose
-acknowledgement was lost: ``bridge.testing.FakeAudioSink(clear_delay=inf)``).
+The moment "the sink stopped playing" is when the audio actually stopped, as
+the sink recorded it (``PlayedSegment.stopped_at_ns``): at once for
+``clear_delay=0``, 150 ms later for the avatar (it plays on until the clear
+reaches it, then stops and confirms), and for a sink that never confirms
+(``clear_delay=inf``: the clear never arrives) when its buffered audio ran out.
+The sink accepts at most :data:`SINK_BUFFER_S` of audio ahead of playback, like
+``trio_playout.RealtimeAudioSink``'s default, so "buffered audio" means the same
+in every implementation.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ from benchmarks.scenarios import (
     WORDS_PER_SECOND,
     Scenario,
 )
+
+#: Seconds of audio the fake sink accepts ahead of playback (back-pressure), the
+#: same as ``trio_playout.RealtimeAudioSink(buffer=0.2)``.
+SINK_BUFFER_S = 0.2
 
 # --------------------------------------------------------------------------------------
 # the race patch (PR #5700)
@@ -122,7 +130,7 @@ class Conversation:
         from bridge.testing import FakeAudioSink, ScriptedLLM, SilentTTS, attach_sink
 
         self.current = current
-        self.sink = FakeAudioSink(clear_delay=clear_delay)
+        self.sink = FakeAudioSink(clear_delay=clear_delay, buffer=SINK_BUFFER_S)
         self.llm = ScriptedLLM()
         self.session: Any = AgentSession(
             llm=self.llm, tts=SilentTTS(words_per_second=WORDS_PER_SECOND)
@@ -207,10 +215,10 @@ def _count(items: list[Any]) -> HistoryCount:
 
 
 def _sink_stop_ns(segments: list[Any]) -> int | None:
-    """When the sample's audio stopped (see the module docstring), None if it has not."""
+    """When the sample's audio actually stopped, None if it is still playing."""
     stops: list[int] = []
     for seg in segments:
-        t = seg.confirmed_at_ns if seg.confirmed_at_ns is not None else seg.stopped_at_ns
+        t = seg.stopped_at_ns
         if t is None:
             return None
         stops.append(t)
@@ -444,6 +452,11 @@ def run(cfg: WorkerConfig) -> RunOutput:
     out = asyncio.run(_run_main(main))
     assert "trio_asyncio" not in sys.modules, "trio_asyncio got imported during a livekit run"
     out.notes.append("trio_asyncio not imported (checked before and after the run)")
+    out.notes.append(f"bridge.testing.FakeAudioSink(buffer={SINK_BUFFER_S:g} s) behind livekit's "
+                     "TranscriptSynchronizer")
+    if cfg.scenario.clear_delay == float("inf"):
+        out.notes.append("never-confirming sink: FakeAudioSink(clear_delay=inf): the clear never "
+                         "arrives, the buffered audio plays out, no confirmation")
     return out
 
 

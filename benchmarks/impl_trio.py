@@ -346,6 +346,6 @@ def run(cfg: WorkerConfig) -> RunOutput:
     out.notes.append(f"RealtimeAudioSink, FakeTTS frames {FRAME_S * 1000:.0f} ms, "
                      f"sink_grace {SINK_GRACE_S:g} s")
     if math.isinf(cfg.scenario.clear_delay):
-        out.notes.append("never-confirming sink: RealtimeAudioSink(clear_delay=inf) ignores the "
-                         "clear and plays out its buffered audio")
+        out.notes.append("never-confirming sink: RealtimeAudioSink(clear_delay=inf): the clear "
+                         "never arrives, the buffered audio plays out, no confirmation")
     return out
