@@ -692,3 +692,67 @@ def test_importing_trio_playout_does_not_import_trio_asyncio() -> None:
 
     code = "import sys, trio_playout, trio_playout.testing; assert 'trio_asyncio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_interrupt_in_tool_phase_cancels_tool_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """livekit latches this interrupt but ignores it until the tool ends (or the 5 s kill)."""
+    cancelled_at: list[float] = []
+
+    @tp.function_tool
+    async def long_task(ctx: tp.RunContext, city: str) -> str:
+        try:
+            await trio.sleep(12)
+        except trio.Cancelled:
+            cancelled_at.append(trio.current_time())
+            raise
+        return "done"
+
+    async with tp.open_session(llm=preamble_llm(tool="long_task"), tts=FakeTTS(),
+                               output=tp.RealtimeAudioSink(), tools=[long_task]) as s:
+        handle = s.generate_reply()
+        await trio.sleep(5)  # the preamble (3.67 s) has played; the tool runs
+        assert s.current_speech is None and not handle.done()
+        assert not assistant_messages(s.history)[0].interrupted
+        handle.interrupt()
+        await handle.wait_for_playout()
+        assert cancelled_at == [5.0] and trio.current_time() == 5.0
+        assert outputs(s.history, "c1")[0].interrupted
+
+
+async def test_session_interrupt_reaches_background_speeches(autojump_clock: trio.testing.MockClock) -> None:
+    @tp.function_tool
+    async def long_task(ctx: tp.RunContext, city: str) -> str:
+        await trio.sleep(30)
+        return "done"
+
+    @tp.function_tool(interruptible=False)
+    async def guarded(ctx: tp.RunContext, city: str) -> str:
+        ctx.disallow_interruptions()
+        await trio.sleep(30)
+        return "kept"
+
+    llm = ScriptedLLM([
+        LLMReply("one", [ToolCall("long_task", {"city": "a"}, call_id="bg")]),
+        LLMReply("two", [ToolCall("guarded", {"city": "b"}, call_id="pg")]),
+    ])
+    async with tp.open_session(llm=llm, tts=FakeTTS(), output=tp.RealtimeAudioSink(),
+                               tools=[long_task, guarded]) as s:
+        background = s.generate_reply()
+        protected = s.generate_reply()
+        await trio.sleep(1)  # both played their word; both run tools
+        current = s.say("three four five six")
+        await trio.sleep(0.5)
+        assert s.current_speech is current
+        result = s.interrupt()
+        assert set(result.speeches) == {background, current}
+        await result.wait()
+        assert trio.current_time() == 1.5
+        assert not protected.interrupted and not protected.done()
+        forced = s.interrupt(force=True)
+        assert forced.speeches == (protected,)
+        await forced.wait()
+        # Its protected tool started with its step (after the first speech's 1/3 s word)
+        # and ran to completion.
+        assert trio.current_time() == pytest.approx(30 + 1 / 3, abs=1e-3)
+        assert outputs(s.history, "pg") == [tp.FunctionCallOutput("pg", "kept")]
+        assert outputs(s.history, "bg")[0].interrupted
