@@ -85,6 +85,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default 4). Timing scenarios (S1, S2, S4, S7) always run alone in a default run",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--report-only", action="store_true",
+        help="measure nothing: rewrite report.md, table.txt and the plots from "
+        "<out>/results.json of an earlier run",
+    )
     args = p.parse_args(argv)
     try:
         args.impls = _csv(args.impl, IMPLS, "implementation")
@@ -226,9 +231,37 @@ def run_chain(
     return results
 
 
+def write_outputs(out: Path, doc: dict[str, object], *, no_plots: bool = False) -> list[str]:
+    """From a run's document: report.md, table.txt, the plots; print the table."""
+    from benchmarks.report import console_table, markdown_report
+
+    results = cast(list[dict[str, object]], doc["results"])
+    an = analyse(results)
+    env = cast(dict[str, object], doc["environment"])
+    settings = cast(dict[str, object], doc["settings"])
+    (out / "report.md").write_text(markdown_report(an, env, settings, results), encoding="utf-8")
+    table = console_table(an)
+    (out / "table.txt").write_text(table + "\n", encoding="utf-8")
+    plots: list[str] = []
+    if not no_plots:
+        try:
+            from benchmarks.plots import write_plots
+
+            plots = write_plots(an, results, out)
+        except ImportError as exc:  # matplotlib missing: the numbers still stand
+            sys.stderr.write(f"plots skipped: {exc}\n")
+    print(table)
+    return plots
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
+    if args.report_only:
+        with open(out / "results.json", encoding="utf-8") as fh:
+            doc = json.load(fh)
+        write_outputs(out, doc, no_plots=args.no_plots)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     flat, chains = plan(args)
     total = len(flat) + sum(len(c) for c in chains.values())
@@ -306,20 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     with open(out / "results.json", "w", encoding="utf-8") as fh:
         json.dump(doc, fh, indent=1)
-
-    from benchmarks.report import console_table, markdown_report
-
-    md = markdown_report(an, env, doc["settings"], results)  # type: ignore[arg-type]
-    (out / "report.md").write_text(md, encoding="utf-8")
-    plots: list[str] = []
-    if not args.no_plots:
-        try:
-            from benchmarks.plots import write_plots
-
-            plots = write_plots(an, results, out)
-        except ImportError as exc:  # matplotlib missing: the numbers still stand
-            sys.stderr.write(f"plots skipped: {exc}\n")
-    print(console_table(an))
+    plots = write_outputs(out, doc, no_plots=args.no_plots)
     sys.stderr.write(
         f"\ndone in {wall:.0f} s: {out / 'results.json'}, {out / 'report.md'}"
         + "".join(f", {p}" for p in plots)

@@ -148,10 +148,26 @@ def markdown_report(
 ) -> str:
     lines = ["# Interrupt benchmarks: livekit, livekit-race, trio-native, bridge", ""]
     lines += ["## Environment", "", *_env_lines(env)]
+    if settings.get("quick"):
+        how = f"quick (a smoke test: up to {settings.get('jobs')} configurations at a time)"
+    else:
+        how = (
+            "default: S1, S2, S4, S7 one configuration at a time on an otherwise idle "
+            f"machine, then S3 and S5 up to {settings.get('jobs')} at a time beside one S6 "
+            "level at a time"
+        )
     lines += [
-        f"- run: {'quick' if settings.get('quick') else 'default'}, "
-        f"{settings.get('jobs')} configuration(s) at a time, "
+        f"- run: {how}; each configuration in its own process (forked from a fork server "
+        "that preloaded livekit-agents; never trio_asyncio in a plain asyncio process); "
         f"wall {cast(float, settings.get('wall_s', 0.0)):.0f} s",
+        "",
+        "*sink stop* is when the audio actually stopped, as the sink recorded it, in every "
+        "implementation: at the clear for a sink that confirms at once, 150 ms later for the "
+        "avatar (it plays on until the clear reaches it, then stops and confirms), and, for "
+        "a sink that never confirms (the clear never arrives), when its buffered audio ran "
+        "out. Every sink buffers at most 0.2 s ahead of playback (trio_playout's "
+        "RealtimeAudioSink default; bridge.testing.FakeAudioSink(buffer=0.2) for livekit "
+        "and the bridge).",
         "",
         "## interrupt -> `wait_for_playout()` returns",
         "",
