@@ -68,7 +68,7 @@ SCALE_LEVELS_QUICK: tuple[int, ...] = (1, 10)
 _LIVEKIT_CAP = (
     "creating 10,000 stock AgentSessions (each with its own tasks, TTS adapter and "
     "transcript synchronizer) takes about a minute on 2 vCPUs, longer than the whole "
-    "default run may; per-conversation cost is already flat from N=100 to N=1000. "
+    "default run may. "
     "Run `--levels 1,10,100,1000,10000` to measure it"
 )
 SCALE_CAPS: dict[str, tuple[int, str]] = {
