@@ -42,7 +42,7 @@ def test_stats_percentiles() -> None:
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--jobs", "3", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,7 +53,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 def test_outputs_exist(quick_run: tuple[Path, dict[str, Any], str]) -> None:
     out, _, stdout = quick_run
-    for name in ("results.json", "report.md", "latency.png", "latency_S1.png", "scale.png"):
+    for name in ("results.json", "report.md", "table.txt", "latency.png", "latency_S1.png", "scale.png"):
         assert (out / name).is_file(), name
         assert (out / name).stat().st_size > 0, name
     assert "interrupt -> wait_for_playout() returns" in stdout
