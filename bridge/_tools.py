@@ -28,11 +28,12 @@ import trio
 from livekit.agents import llm as lk_llm
 from livekit.agents.voice.events import RunContext as LkRunContext
 
+from trio_playout._state import IllegalTransition, ToolCallPhase, ToolCallState
+
 from . import _lk
 from ._errors import AlreadyInterruptedError, ToolSignatureError
 from ._loop import current_bridge_loop, install
 from ._playout import _current_call, aio
-from ._state import CallPhase, ToolCallState
 
 __all__ = [
     "INTERRUPTED_OUTPUT_PREFIX",
@@ -105,7 +106,7 @@ class RunContext:
     @property
     def cancel_reason(self) -> str | None:
         """Why this call's scope was cancelled, or None if it was not."""
-        return self._state.cancel_reason
+        return self._state.cancel_source if self._state.deliveries else None
 
     async def wait_for_playout(self) -> None:
         """Wait (trio) until the audio of the step that called this tool is finished.
@@ -123,13 +124,16 @@ class RunContext:
         the audio, and this tool is never cancelled. Raises
         :class:`bridge.AlreadyInterruptedError` if the speech was already interrupted.
         """
-        if self._state.cancel_reason is not None or self._lk.speech_handle.interrupted:
+        if self._state.cancel_requested or self._lk.speech_handle.interrupted:
             raise AlreadyInterruptedError(f"speech {self._lk.speech_handle.id} was already interrupted")
         try:
             self._lk.disallow_interruptions()
         except RuntimeError as exc:
             raise AlreadyInterruptedError(str(exc)) from exc
-        self._state.protect()
+        try:
+            self._state.protect()
+        except IllegalTransition as exc:  # the call already finished: nothing to protect
+            raise AlreadyInterruptedError(f"tool call {self.function_call.call_id}: {exc}") from exc
 
 
 async def _run_bridged(
@@ -140,10 +144,24 @@ async def _run_bridged(
     lk_ctx: LkRunContext[Any],
     kwargs: dict[str, Any],
 ) -> Any:
-    """The asyncio side of one call: start the trio body, relay cancels exactly once."""
+    """The asyncio side of one call: start the trio body, relay cancels exactly once.
+
+    The call's lifecycle is trio_playout's :class:`~trio_playout._state.ToolCallState`
+    (the same rules as a trio-native tool call); this driver asks it before every side
+    effect and obeys:
+
+    * every cancel source (each ``interrupt()``, forced or not, and livekit cancelling
+      this asyncio task at teardown or by its executor) goes through
+      ``request_cancel``; the trio scope is cancelled only when it answers True, which
+      is at most once, and only for a running unprotected call. The bridge never
+      overrides protection: a protected call runs to completion whatever livekit does;
+    * a call whose speech was interrupted (or whose task was cancelled) before its body
+      started is never started, protected or not, and records an interrupted output;
+    * exactly one terminal phase is recorded, mirroring the one output livekit writes.
+    """
     loop = current_bridge_loop()
     handle = lk_ctx.speech_handle
-    state = ToolCallState(call_id=lk_ctx.function_call.call_id, interruptible=interruptible)
+    state = ToolCallState(protected=not interruptible)
     scope = trio.CancelScope()
     ctx = RunContext(lk_ctx, state, _lk.activity_task_info(asyncio.current_task()))
 
@@ -153,7 +171,7 @@ async def _run_bridged(
 
     unsubscribe: Callable[[], None] | None = None
     if handle.interrupted:
-        cancel(_lk.interrupt_reason(handle))
+        cancel(_lk.interrupt_reason(handle))  # still pending: marks it, it never starts
     else:
         unsubscribe = _lk.subscribe_interrupt(handle, lambda: cancel(_lk.interrupt_reason(handle)))
 
@@ -161,9 +179,9 @@ async def _run_bridged(
         _current_call.set(ctx)  # this task's own context: inherited by its children
         if ctx_param is not None:
             kwargs[ctx_param] = ctx
+        if not state.start():
+            return False, None
         with scope:
-            if not state.start():
-                return False, None
             return True, await fn(**kwargs)
         return False, None
 
@@ -180,18 +198,22 @@ async def _run_bridged(
                 # trio body hears about it once, through the state machine, or never if
                 # it is protected; we keep waiting for it to finish either way.
                 cancel(_TEARDOWN_REASON.format(name=name))
-    except BaseException:
+    except BaseException as exc:
         if not state.phase.terminal:
-            state.finish(CallPhase.ERROR)
+            if isinstance(exc, asyncio.CancelledError):
+                state.finish(ToolCallPhase.INTERRUPTED, "the bridge loop cancelled the call")
+            else:
+                state.finish(ToolCallPhase.ERROR, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if unsubscribe is not None:
             unsubscribe()
     if completed:
-        state.finish(CallPhase.RESULT)
+        state.finish(ToolCallPhase.RESULT, "" if value is None else str(value))
         return value
-    state.finish(CallPhase.INTERRUPTED)
-    raise lk_llm.ToolError(f"{INTERRUPTED_OUTPUT_PREFIX} {state.cancel_reason}")
+    output = f"{INTERRUPTED_OUTPUT_PREFIX} {state.cancel_source}"
+    state.finish(ToolCallPhase.INTERRUPTED, output)
+    raise lk_llm.ToolError(output)
 
 
 ToolFn = Callable[..., Awaitable[Any]]

@@ -18,6 +18,7 @@ from livekit.agents.llm import ToolError
 
 import bridge
 from bridge.testing import FakeAudioSink, Reply, ToolCall
+from trio_playout._state import ToolCallPhase
 
 
 @pytest.mark.parametrize(("clear_delay", "done_after"), [(0.0, 0.0), (0.15, 0.15)], ids=["instant", "avatar"])
@@ -38,7 +39,8 @@ async def test_5359_preamble_barge_in_sink_confirms(
         assert len(probe.starts) == 1
         assert probe.cancelled == [t_int]  # one cancellation, at the interrupt
         assert probe.finished == []
-        assert probe.contexts[0]._state.cancel_requests == 1
+        assert probe.contexts[0]._state.deliveries == 1
+        assert probe.contexts[0]._state.phase is ToolCallPhase.INTERRUPTED
         assert "source=programmatic" in (probe.reasons[0] or "")
         assert not watchdog_fired(caplog)
         outs = env.outputs("c1")
@@ -154,7 +156,8 @@ async def test_protected_tool_runs_to_completion(
         assert probe.cancelled == []  # zero deliveries: not the interrupt, not the watchdog
         assert len(probe.finished) == 1
         state = probe.contexts[0]._state
-        assert state.cancel_requests == 0 and state.protected
+        assert state.deliveries == 0 and state.protected
+        assert state.phase is ToolCallPhase.RESULT
         results = [i for i in env.history() if i.type == "function_call_output" and "booked" in i.output]
         assert len(results) == 1  # the result is recorded exactly once
         if seconds < 5:
@@ -219,9 +222,11 @@ async def test_disallow_after_interrupt_raises_typed_error(autojump_clock: trio.
         assert len(env.outputs("c1")) == 1
 
 
-async def test_interrupt_before_tool_starts(autojump_clock: trio.abc.Clock) -> None:
+@pytest.mark.parametrize("interruptible", [True, False])
+async def test_interrupt_before_tool_starts(autojump_clock: trio.abc.Clock, interruptible: bool) -> None:
     """A stock tool earlier in the same step interrupts the speech synchronously, so the
-    bridged call is dispatched on an already-interrupted speech: its body never runs."""
+    bridged call is dispatched on an already-interrupted speech: its body never runs,
+    protected or not (trio_playout's rule: protection covers a call that is running)."""
 
     @lk_function_tool
     async def hang_up(ctx: LkRunContext) -> str:
@@ -230,7 +235,7 @@ async def test_interrupt_before_tool_starts(autojump_clock: trio.abc.Clock) -> N
         return "bye"
 
     probe = ToolProbe()
-    tool = probe.slow_tool("lookup", 1.0)
+    tool = probe.slow_tool("lookup", 1.0, interruptible=interruptible)
     replies = [Reply(text="Okay.", tool_calls=[ToolCall("hang_up", {}, "s1"), ToolCall("lookup", {}, "c1")])]
     async with running_session([hang_up, tool], replies) as env:
         handle = env.session.generate_reply(user_input="bye")
@@ -369,7 +374,7 @@ async def test_session_closed_while_tool_runs(autojump_clock: trio.abc.Clock, in
     if interruptible:
         assert closed_after == pytest.approx(0.0, abs=0.05)
         assert probe.cancelled == [t_close] and probe.finished == []
-        assert probe.contexts[0]._state.cancel_requests == 1
+        assert probe.contexts[0]._state.deliveries == 1
     else:
         # a protected tool is awaited (livekit drains non-cancellable tools), never cancelled
         assert closed_after == pytest.approx(11.0, abs=0.05)
