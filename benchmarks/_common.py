@@ -20,8 +20,10 @@ and the observation window has passed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from benchmarks.model import ScalePoint
 from benchmarks.scenarios import LONG_TOOL_INTERRUPT_AFTER_S, Scenario
 
 #: Heard audio from which an interrupted assistant message must exist.
@@ -83,3 +85,39 @@ def lost_records(
 
 def finite(x: float) -> bool:
     return not math.isinf(x) and not math.isnan(x)
+
+
+def scale_point(
+    *,
+    n: int,
+    t0: int,
+    t1: int,
+    returned: Sequence[int],
+    sink_stops: Sequence[int | None],
+    running: int,
+    rss0: int,
+    peak: int,
+    setup_s: float,
+    done_before: int,
+) -> ScalePoint:
+    """One S6 level from its raw timestamps: the same arithmetic for every implementation.
+
+    ``t0``/``t1`` bracket the loop that interrupts all ``n`` conversations;
+    ``returned[i]`` is when conversation i's waiter returned and ``sink_stops[i]``
+    when its audio stopped (None: still playing), all ``perf_counter_ns``.
+    """
+    t_all = max(returned)
+    early = sum(1 for stop, r in zip(sink_stops, returned, strict=True) if stop is None or stop > r)
+    return ScalePoint(
+        n=n,
+        all_done_ns=t_all - t0,
+        interrupt_loop_ns=t1 - t0,
+        per_conversation_ns=(t_all - t0) / n,
+        rss_before_bytes=rss0,
+        rss_peak_bytes=peak,
+        bytes_per_conversation=(peak - rss0) / n,
+        setup_s=setup_s,
+        early_returns=early,
+        running_at_done=running,
+        done_before_interrupt=done_before,
+    )

@@ -27,10 +27,10 @@ import trio
 from livekit.agents import Agent, AgentSession
 
 import bridge
-from benchmarks._common import SETTLE_S, TOOL_OF, interrupt_offset, lost_records
+from benchmarks._common import SETTLE_S, TOOL_OF, interrupt_offset, lost_records, scale_point
 from benchmarks._proc import peak_rss_bytes, rss_bytes
 from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _sink_stop_ns, _WatchdogLog
-from benchmarks.model import Probe, RunOutput, Sample, ScalePoint, WorkerConfig, now_ns
+from benchmarks.model import Probe, RunOutput, Sample, WorkerConfig, now_ns
 from benchmarks.scenarios import (
     BUSY_PERIOD_S,
     BUSY_WORK_S,
@@ -290,25 +290,12 @@ async def _scale(cfg: WorkerConfig) -> RunOutput:
                 for h in handles:
                     h.interrupt()
                 t1 = now_ns()
-            t_all = max(returned)
             peak = peak_rss_bytes()
-            early = 0
-            for c, r in zip(convs, returned, strict=False):
-                stop = _sink_stop_ns(c.sink.segments)
-                early += int(stop is None or stop > r)
+            sink_stops = [_sink_stop_ns(c.sink.segments) for c in convs]
             running = sum(1 for h in handles for t in h._tasks if not t.done())
-            out.scale = ScalePoint(
-                n=n,
-                all_done_ns=t_all - t0,
-                interrupt_loop_ns=t1 - t0,
-                per_conversation_ns=(t_all - t0) / n,
-                rss_before_bytes=rss0,
-                rss_peak_bytes=peak,
-                bytes_per_conversation=(peak - rss0) / n,
-                setup_s=setup_s,
-                early_returns=early,
-                running_at_done=running,
-                done_before_interrupt=done_before,
+            out.scale = scale_point(
+                n=n, t0=t0, t1=t1, returned=returned, sink_stops=sink_stops, running=running,
+                rss0=rss0, peak=peak, setup_s=setup_s, done_before=done_before,
             )
         finally:
             for c in convs:
