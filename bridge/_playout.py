@@ -55,7 +55,8 @@ async def wait_for_playout(handle: Any) -> None:
     """
     current_bridge_loop()
     call = _current_call.get()
-    if call is not None and call.speech_handle is handle and not _lk.is_released(call.function_call):
+    if (call is not None and call.speech_handle is handle and not call._state.phase.terminal
+            and not _lk.is_released(call.function_call)):
         raise CircularWaitError(
             f"tool {call.function_call.name!r} waited for its own speech {handle.id}, "
             "which waits for the tool: use ctx.wait_for_playout() instead"

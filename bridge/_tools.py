@@ -127,13 +127,13 @@ class RunContext:
         if self._state.cancel_requested or self._lk.speech_handle.interrupted:
             raise AlreadyInterruptedError(f"speech {self._lk.speech_handle.id} was already interrupted")
         try:
+            self._state.protect()  # first: if it fails, the speech is left as it was
+        except IllegalTransition as exc:  # the call already finished: nothing to protect
+            raise AlreadyInterruptedError(f"tool call {self.function_call.call_id}: {exc}") from exc
+        try:
             self._lk.disallow_interruptions()
         except RuntimeError as exc:
             raise AlreadyInterruptedError(str(exc)) from exc
-        try:
-            self._state.protect()
-        except IllegalTransition as exc:  # the call already finished: nothing to protect
-            raise AlreadyInterruptedError(f"tool call {self.function_call.call_id}: {exc}") from exc
 
 
 async def _run_bridged(
@@ -198,6 +198,9 @@ async def _run_bridged(
                 # trio body hears about it once, through the state machine, or never if
                 # it is protected; we keep waiting for it to finish either way.
                 cancel(_TEARDOWN_REASON.format(name=name))
+                task = asyncio.current_task()
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()  # absorbed: keep asyncio's cancelling() count honest
     except BaseException as exc:
         if not state.phase.terminal:
             if isinstance(exc, asyncio.CancelledError):

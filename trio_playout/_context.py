@@ -60,10 +60,10 @@ class RunContext:
         Raises :class:`SpeechAlreadyInterrupted` if the interrupt already landed.
         """
         speech = self._run.speech
-        if speech.interrupted or self._run.state.deliveries:
+        if speech.interrupted:
             raise SpeechAlreadyInterrupted(f"{speech.id} is already interrupted")
-        speech.allow_interruptions = False
         try:
-            self._run.state.protect()
+            self._run.state.protect()  # first: if it fails, nothing has changed
         except IllegalTransition as exc:
-            raise SpeechAlreadyInterrupted(str(exc)) from None
+            raise SpeechAlreadyInterrupted(f"cannot protect this call: {exc}") from None
+        speech.allow_interruptions = False

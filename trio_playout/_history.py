@@ -1,7 +1,7 @@
 """Conversation history: the chat items a session records.
 
-Items are immutable; the history only grows. A speech writes its items through a
-:class:`_SpeechWriter`, which refuses writes once the speech is done, so "nothing is
+Items are immutable; the history only grows. Every write of a speech goes through
+``Session._commit``, which refuses writes once the speech is done, so "nothing is
 written after done" is enforced in one place rather than hoped for.
 """
 

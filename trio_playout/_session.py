@@ -27,8 +27,8 @@ import logging
 import math
 import re
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Generic, TypeVar
@@ -101,9 +101,6 @@ class _SpeechQueue:
     def in_playout_order(self) -> list[SpeechHandle]:
         return [entry[2] for entry in sorted(self._heap)]
 
-    def __contains__(self, speech: object) -> bool:
-        return any(entry[2] is speech for entry in self._heap)
-
 
 @dataclass
 class _Playout:
@@ -134,11 +131,14 @@ class _Reply:
 _Source = _Say | _Reply
 
 
-def _split_sentences(text: str) -> tuple[list[str], str]:
-    """Complete sentences (with their trailing space) and the unfinished rest."""
+def _split_sentences(text: str, scan_from: int = 0) -> tuple[list[str], str]:
+    """Complete sentences (with their trailing space) and the unfinished rest.
+
+    ``scan_from``: no sentence ends before this index (the caller already looked).
+    """
     sentences: list[str] = []
     start = 0
-    for m in _SENTENCE_END.finditer(text):
+    for m in _SENTENCE_END.finditer(text, scan_from):
         sentences.append(text[start:m.end()])
         start = m.end()
     return sentences, text[start:]
@@ -185,7 +185,7 @@ class Session:
         llm: LLM,
         tts: TTS,
         output: AudioOutput,
-        tools: Sequence[FunctionTool],
+        tools: Mapping[str, FunctionTool],
         allow_interruptions: bool,
         sink_grace: float,
         close_timeout: float,
@@ -194,7 +194,7 @@ class Session:
         self._llm = llm
         self._tts = tts
         self._output = output
-        self._tools = _tool_table(tools)
+        self._tools = dict(tools)  # checked by _tool_table in open_session
         self.allow_interruptions = allow_interruptions
         self.sink_grace = sink_grace
         self.close_timeout = close_timeout
@@ -271,16 +271,18 @@ class Session:
                 and not current.allow_interruptions):
             raise InterruptionNotAllowed(f"{current.id} does not allow interruptions; use force=True")
         queued = self._queue.in_playout_order()
+        queued_set = set(queued)
         targets: list[SpeechHandle] = []
         for speech in self._live:
-            if speech is current or speech in queued:
+            if speech is current or speech in queued_set:
                 continue
             if force or speech.allow_interruptions or speech.interrupted:
                 targets.append(speech.interrupt(force=force, source=source))
         if current is not None:
             targets.append(current.interrupt(force=force, source=source))
+        already = set(targets)
         for speech in queued:
-            if speech.done() or speech in targets:
+            if speech.done() or speech in already:
                 continue
             if not force and not speech.allow_interruptions and not speech.interrupted:
                 logger.warning("interrupt stopped at protected queued speech %s", speech.id)
@@ -386,6 +388,24 @@ class Session:
                 interrupted=outcome.phase is ToolCallPhase.INTERRUPTED,
             ))
 
+    @contextmanager
+    def _errors_into(self, speech: SpeechHandle) -> Iterator[None]:
+        """Record errors of a speech's own work on it; only cancellation goes on.
+
+        An error must not escape into the speech's nursery, where it would cancel
+        the speech's protected tools.
+        """
+        try:
+            yield
+        except Exception as exc:
+            self._record_error(speech, exc)
+        except BaseExceptionGroup as group:
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is not None:
+                self._record_error(speech, rest)
+            if cancelled is not None:
+                raise cancelled from None
+
     def _record_error(self, speech: SpeechHandle, exc: BaseException) -> None:
         if speech._error is None:
             speech._error = exc
@@ -399,12 +419,12 @@ class Session:
         def stop_audio_now() -> None:
             segment = playout.segment or self._output.current_segment
             if segment is not None and not segment.done() and not playout.cleared:
-                playout.cleared = True
                 self._output.clear_buffer()
+                playout.cleared = True  # only once it worked: cleanup retries otherwise
 
         speech._stop_audio = stop_audio_now
         try:
-            with speech._interruptible():
+            with self._errors_into(speech), speech._interruptible():
                 if isinstance(source, _Say):
                     await self._forward_text(speech, source.text, playout)
                 else:
@@ -429,7 +449,7 @@ class Session:
                        send: trio.MemorySendChannel[str], nursery: trio.Nursery) -> None:
         with send:  # a synchronous close: no checkpoint on the cancellation path
             request = LLMRequest(history=tuple(self.history), tools=tuple(self._tools.values()))
-            try:
+            with self._errors_into(speech):
                 async with _aclosing(self._llm.stream(request)) as stream:
                     async for chunk in stream:
                         if isinstance(chunk, TextDelta):
@@ -439,31 +459,24 @@ class Session:
                             self._launch_tool(speech, step, chunk, nursery)
                         else:
                             raise TypeError(f"the LLM yielded {chunk!r}, not a TextDelta or ToolCall")
-            except Exception as exc:
-                self._record_error(speech, exc)
 
     async def _forward_text(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
-        try:
-            sentences, rest = _split_sentences(text)
-            for sentence in [*sentences, rest] if rest else sentences:
-                await self._speak(sentence, playout)
-        except Exception as exc:
-            self._record_error(speech, exc)
+        sentences, rest = _split_sentences(text)
+        for sentence in [*sentences, rest] if rest else sentences:
+            await self._speak(sentence, playout)
 
     async def _forward_stream(self, speech: SpeechHandle, recv: trio.MemoryReceiveChannel[str],
                               playout: _Playout) -> None:
         """Speak the LLM's text sentence by sentence as it streams in."""
         buffered = ""
-        try:
-            with recv:
-                async for piece in recv:
-                    sentences, buffered = _split_sentences(buffered + piece)
-                    for sentence in sentences:
-                        await self._speak(sentence, playout)
-                if buffered:
-                    await self._speak(buffered, playout)
-        except Exception as exc:
-            self._record_error(speech, exc)
+        with recv:
+            async for piece in recv:
+                # Only the tail can hold a new sentence end (long text stays linear).
+                sentences, buffered = _split_sentences(buffered + piece, max(0, len(buffered) - 1))
+                for sentence in sentences:
+                    await self._speak(sentence, playout)
+            if buffered:
+                await self._speak(buffered, playout)
 
     async def _speak(self, text: str, playout: _Playout) -> None:
         base_char, base_time = len(playout.text), playout.audio
@@ -490,7 +503,10 @@ class Session:
             return segment.result  # already confirmed (often inside interrupt() itself)
         with trio.CancelScope(shield=True):
             if not cleared:
-                self._output.clear_buffer()
+                try:
+                    self._output.clear_buffer()
+                except Exception as exc:  # the grace below still bounds the wait
+                    self._record_error(speech, exc)
             with trio.move_on_after(self.sink_grace):
                 return await segment.wait()
         return self._give_up(speech, segment, "did not confirm the stop")
@@ -542,15 +558,18 @@ class Session:
                                  f"not started: the speech was interrupted ({run.state.cancel_source})")
                 return
             _current_run.set(run)
-            with run.scope:
-                try:
+            # Errors are caught outside the scope: a group mixing the scope's
+            # Cancelled with an error then arrives here as just the error.
+            try:
+                with run.scope:
                     value = await run.tool.fn(run.ctx, **arguments)
-                except ToolError as exc:
-                    run.state.finish(ToolCallPhase.ERROR, str(exc))
-                except Exception as exc:
-                    logger.warning("tool %s (%s) raised %r", run.call.name, run.call.call_id, exc)
-                    run.state.finish(ToolCallPhase.ERROR, _describe(exc))
-                else:
+            except ToolError as exc:
+                run.state.finish(ToolCallPhase.ERROR, str(exc))
+            except Exception as exc:
+                logger.warning("tool %s (%s) raised %r", run.call.name, run.call.call_id, exc)
+                run.state.finish(ToolCallPhase.ERROR, _describe(exc))
+            else:
+                if not run.scope.cancelled_caught:
                     run.state.finish(ToolCallPhase.RESULT, _to_text(value))
         finally:
             if not run.state.phase.terminal:
@@ -607,17 +626,18 @@ def _describe(exc: BaseException) -> str:
 async def _serve_background(
     make: Callable[[trio.Nursery], Session],
     output: AudioOutput,
-    *,
-    task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED,
+    shield: trio.CancelScope,
+    built: list[Session],
+    ready: trio.Event,
 ) -> None:
     # Shielded: cancelling the user's block must not cut the sink or the speeches
-    # short; the block's exit closes the session in order and then cancels this.
-    with trio.CancelScope(shield=True):
+    # short. The block's exit closes the session in order, then cancels ``shield``.
+    with shield:
         async with trio.open_nursery() as nursery:
-            session = make(nursery)
+            built.append(make(nursery))
             await nursery.start(output.serve)
-            nursery.start_soon(session._scheduler, name="speech scheduler")
-            task_status.started(session)
+            nursery.start_soon(built[0]._scheduler, name="speech scheduler")
+            ready.set()
 
 
 def _check_seconds(name: str, value: float) -> float:
@@ -651,24 +671,31 @@ async def open_session(
     close_timeout = _check_seconds("close_timeout", close_timeout)
     if not isinstance(output, AudioOutput):
         raise TypeError(f"output must be an AudioOutput, got {type(output).__name__}")
-    tools = list(_tool_table(tools).values())
+    table = _tool_table(tools)
     body_error: BaseException | None = None
 
     def make(nursery: trio.Nursery) -> Session:
-        return Session(llm=llm, tts=tts, output=output, tools=tools,
+        return Session(llm=llm, tts=tts, output=output, tools=table,
                        allow_interruptions=allow_interruptions, sink_grace=sink_grace,
                        close_timeout=close_timeout, nursery=nursery)
 
+    shield = trio.CancelScope(shield=True)
+    built: list[Session] = []
+    ready = trio.Event()
     try:
         async with trio.open_nursery() as outer:
-            session: Session = await outer.start(_serve_background, make, output)
+            outer.start_soon(_serve_background, make, output, shield, built, ready)
             try:
-                yield session
-            except BaseException as exc:
-                body_error = exc
-                raise
+                await ready.wait()  # cancellable: start-up must not hang either
+                try:
+                    yield built[0]
+                except BaseException as exc:
+                    body_error = exc
+                    raise
             finally:
-                await session._aclose()
+                if built:
+                    await built[0]._aclose()
+                shield.cancel(reason="session closed")
     except BaseExceptionGroup as group:
         # Let the body's own exception out as itself, not wrapped by our nursery.
         if body_error is not None and len(group.exceptions) == 1 and group.exceptions[0] is body_error:
