@@ -165,7 +165,12 @@ class SpeechHandle:
     # -- protection -------------------------------------------------------------
     @property
     def allow_interruptions(self) -> bool:
-        """Whether a non-forced ``interrupt()`` is accepted (False while a hold is active)."""
+        """Whether a non-forced ``interrupt()`` is accepted now.
+
+        Reads False while a hold is active (:meth:`hold_interruptions`). Setting it
+        sets your own choice, which holds never change: do not copy the value read
+        during a hold back into it, or the speech stays protected after the hold.
+        """
         return not self._state.protected
 
     @allow_interruptions.setter
