@@ -27,6 +27,7 @@ import trio
 from livekit.agents import Agent, AgentSession
 
 import bridge
+from benchmarks import _trio_tools as trio_tools
 from benchmarks._common import SETTLE_S, TOOL_OF, interrupt_offset, lost_records, scale_point
 from benchmarks._proc import peak_rss_bytes, rss_bytes
 from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _sink_stop_ns, _WatchdogLog
@@ -35,8 +36,6 @@ from benchmarks.scenarios import (
     BUSY_PERIOD_S,
     BUSY_WORK_S,
     LONG_TOOL_PREAMBLE,
-    LONG_TOOL_S,
-    LOOKUP_S,
     PREAMBLE_TEXT,
     SCENARIOS,
     SPEECH_TEXT,
@@ -56,33 +55,12 @@ def _tools(current: _Current) -> list[Any]:
     @bridge.function_tool
     async def lookup(ctx: bridge.RunContext) -> str:
         """Look up the answer (the #5359 preamble tool)."""
-        probe = current.probe
-        probe.mark_tool_started()
-        try:
-            try:
-                await ctx.wait_for_playout()
-            except trio.Cancelled:
-                probe.mark_ctx_wait("cancelled")
-                raise
-            except Exception as exc:
-                probe.mark_ctx_wait(f"error:{type(exc).__name__}")
-                raise
-            probe.mark_ctx_wait("returned")
-            await trio.sleep(LOOKUP_S)
-            return "It is sunny."
-        finally:
-            probe.mark_tool_stopped()
+        return await trio_tools.lookup(ctx, current.probe)
 
     @bridge.function_tool
     async def long_task(ctx: bridge.RunContext) -> str:
         """A task that takes 12 seconds."""
-        probe = current.probe
-        probe.mark_tool_started()
-        try:
-            await trio.sleep(LONG_TOOL_S)
-            return "done"
-        finally:
-            probe.mark_tool_stopped()
+        return await trio_tools.long_task(current.probe)
 
     return [lookup, long_task]
 
