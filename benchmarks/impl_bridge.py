@@ -20,35 +20,26 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
-from livekit.agents import Agent, AgentSession
+from livekit.agents import Agent
 
 import bridge
 from benchmarks import _trio_tools as trio_tools
-from benchmarks._common import SETTLE_S, TOOL_OF, interrupt_offset, lost_records, scale_point
+from benchmarks._common import SETTLE_S, interrupt_offset, lost_records, scale_point
 from benchmarks._proc import peak_rss_bytes, rss_bytes
-from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _sink_stop_ns, _WatchdogLog
+from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _Current, _sink_stop_ns, _WatchdogLog
+from benchmarks.impl_livekit import Conversation as _LivekitConversation
 from benchmarks.model import Probe, RunOutput, Sample, WorkerConfig, now_ns
 from benchmarks.scenarios import (
     BUSY_PERIOD_S,
     BUSY_WORK_S,
-    LONG_TOOL_PREAMBLE,
-    PREAMBLE_TEXT,
     SCENARIOS,
-    SPEECH_TEXT,
-    WORDS_PER_SECOND,
     Scenario,
 )
 
 SINK_GRACE_S = 2.0
-
-
-@dataclass
-class _Current:
-    probe: Probe
 
 
 def _tools(current: _Current) -> list[Any]:
@@ -65,19 +56,12 @@ def _tools(current: _Current) -> list[Any]:
     return [lookup, long_task]
 
 
-class Conversation:
-    """One livekit AgentSession on the bridge loop, sink behind the bridge's grace."""
+class Conversation(_LivekitConversation):
+    """The stock livekit conversation, on the bridge loop, with bridged trio tools and
+    the sink behind the bridge's grace."""
 
-    def __init__(self, clear_delay: float, current: _Current) -> None:
-        from bridge.testing import FakeAudioSink, ScriptedLLM, SilentTTS, attach_sink
-
-        self.current = current
-        self.sink = FakeAudioSink(clear_delay=clear_delay, buffer=SINK_BUFFER_S)
-        self.llm = ScriptedLLM()
-        self.session: Any = AgentSession(
-            llm=self.llm, tts=SilentTTS(words_per_second=WORDS_PER_SECOND)
-        )
-        self.sync = attach_sink(self.session, bridge.with_sink_grace(self.sink, SINK_GRACE_S))
+    def _wrap_sink(self, sink: Any) -> Any:
+        return bridge.with_sink_grace(sink, SINK_GRACE_S)
 
     async def start(self) -> None:
         await bridge.aio(self.session.start)(
@@ -90,24 +74,6 @@ class Conversation:
             await bridge.aio(self.session.aclose)()
             if self.sync is not None:
                 await bridge.aio(self.sync.aclose)()
-
-    def history_ids(self) -> set[int]:
-        return {id(it) for it in self.session.history.items}
-
-    def new_items(self, before: set[int]) -> list[Any]:
-        return [it for it in self.session.history.items if id(it) not in before]
-
-    def start_speech(self, scenario: Scenario) -> Any:
-        from bridge.testing import Reply, ToolCall
-
-        tool = TOOL_OF[scenario.id]
-        if tool == "lookup":
-            self.llm.push(Reply(text=PREAMBLE_TEXT, tool_calls=[ToolCall("lookup")]))
-            return self.session.generate_reply(user_input="What is the weather like?")
-        if tool == "long_task":
-            self.llm.push(Reply(text=LONG_TOOL_PREAMBLE, tool_calls=[ToolCall("long_task")]))
-            return self.session.generate_reply(user_input="Please run the long task.")
-        return self.session.say(SPEECH_TEXT)
 
 
 async def _wait_until(pred: Callable[[], bool], limit_s: float, step: float = 0.001) -> bool:
