@@ -27,6 +27,7 @@ from ._exceptions import (
     UnknownToolError,
 )
 from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput, History
+from ._input import STT, VAD, Transcript, VADEvent, VADEventType
 from ._models import LLM, TTS, LLMChunk, LLMRequest, SynthesizedAudio, TextDelta, ToolCall, WordTiming
 from ._session import InterruptResult, Session, open_session
 from ._speech import SpeechHandle, SpeechPriority
@@ -36,7 +37,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LLM",
+    "STT",
     "TTS",
+    "VAD",
     "AudioFrame",
     "AudioOutput",
     "ChatItem",
@@ -68,7 +71,10 @@ __all__ = [
     "ToolCall",
     "ToolDefinitionError",
     "ToolError",
+    "Transcript",
     "UnknownToolError",
+    "VADEvent",
+    "VADEventType",
     "WordTiming",
     "function_tool",
     "open_session",

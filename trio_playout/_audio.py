@@ -156,14 +156,24 @@ class AudioOutput:
         self._pending = [s for s in self._pending if not s.done()]
         return tuple(self._pending)
 
-    async def capture_frame(self, frame: AudioFrame) -> PlaybackSegment:
-        """Queue ``frame`` for playback, opening a segment if none is open."""
+    def open_segment(self) -> PlaybackSegment:
+        """The open segment, opening one if none is open; synchronous.
+
+        :meth:`capture_frame` may block on back-pressure; a caller that calls this
+        first knows the segment its frame lands in even if it is cancelled while the
+        frame is being written, so it can wait for that segment to stop.
+        """
         seg = self._current
         if seg is None:
             self._next_id += 1
             seg = self._current = PlaybackSegment(self._next_id)
             self._pending.append(seg)
             self.on_segment_opened(seg)
+        return seg
+
+    async def capture_frame(self, frame: AudioFrame) -> PlaybackSegment:
+        """Queue ``frame`` for playback, opening a segment if none is open."""
+        seg = self.open_segment()
         seg.captured += frame.duration
         await self.write_frame(seg, frame)
         return seg
