@@ -1,9 +1,13 @@
-"""The #5359 tool-preamble barge-in, in real time: ``python -m trio_playout.demo``.
+"""The tool-preamble barge-in of livekit/agents issue #5359, in real time.
 
-The agent says a preamble and calls a tool that waits for the preamble to finish;
-the user barges in halfway. The timeline shows the tool getting the interrupt once,
-the sink confirming the stop, ``wait_for_playout()`` returning right after it, and
-the history that was kept. In livekit-agents this wait can stall 5 s.
+Run ``python -m trio_playout.demo``. The agent says a preamble and calls a tool that
+waits for the preamble to finish; the user barges in. The timeline shows the tool
+getting the interrupt once, the sink confirming the stop, ``wait_for_playout()``
+returning right after it, and the history that was kept. In livekit-agents this
+wait can stall 5 s (https://github.com/livekit/agents/issues/5359).
+
+The barge-in can land anywhere: before the first word, in the preamble, while the
+tool runs, in the answer, or after the reply is over; the timeline says which.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import trio
 
@@ -19,6 +23,7 @@ import trio_playout as tp
 from trio_playout.testing import FakeTTS, LLMReply, ScriptedLLM, ToolCall
 
 PREAMBLE = "Sure, let me look up the weather in Paris for you, one moment please."
+ISSUE_URL = "https://github.com/livekit/agents/issues/5359"
 
 
 class DemoLLM:
@@ -38,8 +43,13 @@ class DemoLLM:
 
 
 class Timeline:
+    """Prints events with the time since the demo started (trio's clock)."""
+
     def __init__(self) -> None:
         self.t0 = trio.current_time()
+
+    def ms(self, t: float) -> str:
+        return f"{1000 * (t - self.t0):.3f} ms"
 
     def __call__(self, what: str) -> None:
         print(f"  {1000 * (trio.current_time() - self.t0):9.3f} ms  {what}", flush=True)
@@ -55,7 +65,36 @@ def describe(item: tp.ChatItem) -> str:
     return f"output    {item.output!r}  [{item.call_id}, {kind}]"
 
 
+def _explain_stop(log: Timeline, sink: tp.RealtimeAudioSink, handle: tp.SpeechHandle,
+                  t_interrupt: float, t_return: float, sink_grace: float) -> None:
+    """Say what happened to the audio that was playing when the user barged in.
+
+    Only the segments the interrupt's clear reached count: the barge-in may land
+    before any audio, between two segments (while the tool runs), or in the
+    answer after the tool, so the first record is not necessarily the one stopped.
+    """
+    hit = [r for r in sink.records
+           if r.clear_requested_at is not None and r.clear_requested_at >= t_interrupt]
+    names = dict(zip((r.segment_id for r in sink.records), ("the preamble", "the answer"), strict=False))
+    if not hit:
+        log("  no audio was playing at that moment, so there was nothing for the sink to stop")
+    for rec in hit:
+        what = names.get(rec.segment_id, f"segment {rec.segment_id}")
+        if rec.confirmed and rec.stopped_at is not None:
+            log(f"  the sink confirmed the stop of {what} {1000 * (t_return - rec.stopped_at):.3f} ms "
+                f"before that; {rec.position or 0.0:.2f} s of it were heard")
+        elif rec.stopped_at is not None and rec.stopped_at <= t_return:
+            log(f"  the sink never confirmed the stop of {what}, but its buffered audio had run out "
+                f"at {log.ms(rec.stopped_at)}; {rec.position or 0.0:.2f} s of it were heard")
+        else:
+            log(f"  {what} is STILL PLAYING: the wait ended before its audio actually stopped")
+    if handle.sink_timed_out:
+        log(f"  the sink did not confirm within sink_grace={sink_grace:g} s; the session finished "
+            "the speech without it (handle.sink_timed_out is True)")
+
+
 async def run_demo(barge_in_after: float, clear_delay: float, sink_grace: float) -> None:
+    """The demo itself; it runs on trio's clock, so tests can run it under a MockClock."""
     log = Timeline()
 
     @tp.function_tool
@@ -70,6 +109,7 @@ async def run_demo(barge_in_after: float, clear_delay: float, sink_grace: float)
             await ctx.wait_for_playout()
             log("tool: preamble finished, calling the weather service")
             await trio.sleep(1.0)
+            log("tool: the weather service answered")
             return f"sunny, 21 C in {city}"
         except trio.Cancelled as exc:
             log(f"tool got the interrupt once: {getattr(exc, 'reason', None) or exc}")
@@ -82,20 +122,20 @@ async def run_demo(barge_in_after: float, clear_delay: float, sink_grace: float)
         question = "What's the weather in Paris?"
         log(f"user: {question!r}")
         handle = session.generate_reply(user_input=question)
-        await trio.sleep(barge_in_after)
-        log("user barges in: handle.interrupt(source='audio_activity')")
-        t_interrupt = trio.current_time()
-        handle.interrupt(source="audio_activity")
-        await handle.wait_for_playout()
-        t_return = trio.current_time()
-        log(f"wait_for_playout() returned ({1000 * (t_return - t_interrupt):.3f} ms after the interrupt)")
-        rec = sink.records[0]
-        if rec.confirmed and rec.stopped_at is not None:
-            log(f"  the sink had confirmed the stop {1000 * (t_return - rec.stopped_at):.3f} ms before "
-                f"that; {rec.position:.2f} s of audio were heard")
-        elif handle.sink_timed_out:
-            log(f"  the sink never confirmed; gave up after sink_grace={sink_grace} s "
-                "(handle.sink_timed_out is True)")
+        with trio.move_on_after(barge_in_after):
+            await handle.wait_for_playout()  # cancelling this waiter changes nothing
+        if handle.done():
+            log(f"the reply had already played out; the barge-in at {1000 * barge_in_after:.3f} ms "
+                "has nothing to interrupt")
+        else:
+            log("user barges in: handle.interrupt(source='audio_activity')")
+            t_interrupt = trio.current_time()
+            handle.interrupt(source="audio_activity")
+            await handle.wait_for_playout()
+            t_return = trio.current_time()
+            log(f"wait_for_playout() returned ({1000 * (t_return - t_interrupt):.3f} ms "
+                "after the interrupt)")
+            _explain_stop(log, sink, handle, t_interrupt, t_return, sink_grace)
         follow_up = "Actually, what about London?"
         log(f"user: {follow_up!r}")
         second = session.generate_reply(user_input=follow_up)
@@ -107,21 +147,41 @@ async def run_demo(barge_in_after: float, clear_delay: float, sink_grace: float)
             print(f"  {describe(item)}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _seconds(*, allow_inf: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if math.isnan(value) or value < 0 or (math.isinf(value) and not allow_inf):
+            need = ">= 0, or 'inf'" if allow_inf else "finite and >= 0"
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trio_playout.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--barge-in-after", type=float, default=1.2, metavar="S",
-                        help="seconds into the preamble when the user barges in (default 1.2)")
-    parser.add_argument("--clear-delay", type=float, default=0.15, metavar="S",
-                        help="how long the sink takes to confirm a clear; 'inf' never confirms "
-                             "(default 0.15, an avatar)")
-    parser.add_argument("--sink-grace", type=float, default=2.0, metavar="S",
-                        help="how long the session waits for that confirmation (default 2.0)")
-    args = parser.parse_args(argv)
-    if args.barge_in_after < 0 or args.clear_delay < 0 or not 0 <= args.sink_grace < math.inf:
-        parser.error("times must be >= 0 (and sink_grace finite)")
-    print("trio-playout demo: the #5359 tool-preamble barge-in, in real time\n")
-    trio.run(run_demo, args.barge_in_after, args.clear_delay, args.sink_grace)
+    parser.add_argument("--barge-in-after", type=_seconds(allow_inf=False), default=1.2, metavar="S",
+                        help="seconds after the user's question when the user barges in; 0 = before "
+                             "the first word, about 4 = while the tool runs, 5 = in the answer, "
+                             "8 or more = after the reply (default 1.2, in the preamble)")
+    parser.add_argument("--clear-delay", type=_seconds(allow_inf=True), default=0.15, metavar="S",
+                        help="how long the sink takes to confirm a clear; 0 = at once, "
+                             "'inf' = never (a deaf sink) (default 0.15, an avatar)")
+    parser.add_argument("--sink-grace", type=_seconds(allow_inf=False), default=2.0, metavar="S",
+                        help="how long the session waits for that confirmation, finite, 0 = "
+                             "not at all (default 2.0)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, *, clock: trio.abc.Clock | None = None) -> int:
+    """Parse ``argv`` and run the demo; ``clock`` lets tests run it in virtual time."""
+    args = parse_args(argv)
+    print(f"trio-playout demo: the tool-preamble barge-in of {ISSUE_URL}, in real time\n")
+    trio.run(run_demo, args.barge_in_after, args.clear_delay, args.sink_grace, clock=clock)
     return 0
 
 
