@@ -93,7 +93,7 @@ def test_containers() -> None:
         "a": {"type": "array", "items": {"type": "integer"}},
         "b": {"type": "array"},
         "c": {"type": "object"},
-        "d": {"type": "object"},
+        "d": {"type": "object", "additionalProperties": {"type": "integer"}},
         "e": {"type": "array", "items": {"type": "string"}},
         "f": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
     }
@@ -338,27 +338,106 @@ def test_lambda_and_async_generator_are_rejected() -> None:
         function_tool(lambda ctx: None)  # type: ignore[arg-type]
 
 
-def test_missing_ctx_parameter() -> None:
+def test_tool_without_context_parameter() -> None:
+    # Issue 7 item 8: livekit allows tools without a context; the first parameter
+    # is then an ordinary argument, never the RunContext.
+    @function_tool
+    async def get_time(city: str) -> str:
+        return city
+
+    assert get_time.context_parameter is None
+    assert props(get_time) == {"city": {"type": "string"}}
+    assert get_time.parameters_schema["required"] == ["city"]
+
+    @function_tool
     async def t() -> None:
         pass
 
-    with pytest.raises(ToolDefinitionError, match="RunContext"):
-        function_tool(t)
+    assert t.context_parameter is None and props(t) == {}
 
 
-def test_keyword_only_first_parameter_is_not_a_ctx() -> None:
-    async def t(*, ctx: RunContext) -> None:
+def test_context_found_by_annotation_in_any_position() -> None:
+    @function_tool
+    async def a(city: str, ctx: RunContext) -> None:
         pass
 
-    with pytest.raises(ToolDefinitionError, match="RunContext"):
+    @function_tool
+    async def b(city: str, *, run: RunContext) -> None:
+        pass
+
+    @function_tool
+    async def c(run: "RunContext", /, city: str) -> None:
+        pass
+
+    assert (a.context_parameter, b.context_parameter, c.context_parameter) == ("ctx", "run", "run")
+    for tool in (a, b, c):
+        assert props(tool) == {"city": {"type": "string"}}
+
+
+def test_unannotated_first_ctx_or_context_is_the_context() -> None:
+    @function_tool
+    async def a(ctx, city: str) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    @function_tool
+    async def b(context, city: str) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    assert (a.context_parameter, b.context_parameter) == ("ctx", "context")
+    assert props(a) == props(b) == {"city": {"type": "string"}}
+
+
+def test_other_unannotated_first_parameter_is_an_argument() -> None:
+    @function_tool
+    async def t(c, city: str) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    assert t.context_parameter is None
+    assert list(props(t)) == ["c", "city"]
+
+
+def test_two_context_parameters_are_rejected() -> None:
+    async def t(a: RunContext, b: RunContext) -> None:
+        pass
+
+    with pytest.raises(ToolDefinitionError, match="more than one RunContext"):
         function_tool(t)
+
+
+def test_positional_only_context_must_come_first() -> None:
+    async def t(x: int, ctx: RunContext, /) -> None:
+        pass
+
+    with pytest.raises(ToolDefinitionError):
+        function_tool(t)
+
+
+async def test_call_passes_the_context_only_where_declared() -> None:
+    got: list[tuple[str, Any]] = []
+    marker: Any = object()
+
+    @function_tool
+    async def none(city: str) -> None:
+        got.append(("none", city))
+
+    @function_tool
+    async def kw(city: str, *, ctx: RunContext) -> None:
+        got.append(("kw", (city, ctx)))
+
+    @function_tool
+    async def pos(ctx: RunContext, /, city: str) -> None:
+        got.append(("pos", (city, ctx)))
+
+    for tool in (none, kw, pos):
+        await tool.call(marker, tool.parse_arguments({"city": "Paris"}))
+    assert got == [("none", "Paris"), ("kw", ("Paris", marker)), ("pos", ("Paris", marker))]
 
 
 def test_star_args_first_is_rejected() -> None:
     async def t(*args: Any) -> None:
         pass
 
-    with pytest.raises(ToolDefinitionError, match="RunContext"):
+    with pytest.raises(ToolDefinitionError, match="'args'"):
         function_tool(t)
 
 
@@ -434,7 +513,8 @@ def test_abstract_sequence_and_mapping_are_supported() -> None:
     async def t(ctx: RunContext, xs: Sequence[int], m: Mapping[str, int]) -> None:
         pass
 
-    assert props(t) == {"xs": {"type": "array", "items": {"type": "integer"}}, "m": {"type": "object"}}
+    assert props(t) == {"xs": {"type": "array", "items": {"type": "integer"}},
+                        "m": {"type": "object", "additionalProperties": {"type": "integer"}}}
 
 
 # --------------------------------------------------------------------------- parse_arguments
@@ -600,3 +680,43 @@ def test_bool_does_not_match_integer_literal() -> None:
         pass
 
     expect_invalid({"n": True}, "'n'", tool=t)
+
+
+# --------------------------------------------------------------------------- issue 7 item 1
+
+def test_enums_inside_containers_and_unions_are_converted() -> None:
+    @function_tool
+    async def paint(ctx: RunContext, colors: list[Color], by_name: dict[str, Color],
+                    one: Color | int, maybe: Optional[list[Level]] = None,  # noqa: UP045
+                    grid: Sequence[Sequence[Color]] = ()) -> None:
+        pass
+
+    assert props(paint)["colors"] == {"type": "array", "items": {"enum": ["red", "green"]}}
+    assert props(paint)["by_name"] == {"type": "object", "additionalProperties": {"enum": ["red", "green"]}}
+    got = paint.parse_arguments('{"colors": ["red", "green"], "by_name": {"a": "green"}, "one": "red", '
+                                '"maybe": [2], "grid": [["red"], []]}')
+    assert got == {"colors": [Color.RED, Color.GREEN], "by_name": {"a": Color.GREEN}, "one": Color.RED,
+                   "maybe": [Level.HIGH], "grid": [[Color.RED], []]}
+    assert paint.parse_arguments({"colors": [], "by_name": {}, "one": 7, "maybe": None}) == {
+        "colors": [], "by_name": {}, "one": 7, "maybe": None}
+    expect_invalid({"colors": ["blue"], "by_name": {}, "one": 1}, "'colors'", "item 0", "must be one of",
+                   tool=paint)
+    expect_invalid({"colors": [], "by_name": {"a": "blue"}, "one": 1}, "'by_name'", "value of 'a'",
+                   tool=paint)
+    expect_invalid({"colors": [], "by_name": {}, "one": "blue"}, "'one'", "does not match", tool=paint)
+
+
+def test_a_conversion_failure_is_an_invalid_arguments_error() -> None:
+    class Odd(enum.Enum):
+        A = "a"
+
+        @classmethod
+        def _missing_(cls, value: object) -> "Odd":
+            raise TypeError("odd")
+
+    @function_tool
+    async def t(ctx: RunContext, o: list[Odd]) -> None:
+        pass
+
+    t.parameters_schema["properties"]["o"]["items"]["enum"].append("b")  # a schema wider than the type
+    expect_invalid({"o": ["b"]}, "'o'", "cannot be converted", tool=t)

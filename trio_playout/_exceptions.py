@@ -12,7 +12,8 @@ The tree::
     ├── CircularWaitError(RuntimeError)       a tool waits for its own speech
     ├── SpeechAlreadyInterrupted(RuntimeError) protecting a speech that was interrupted
     ├── SpeechNotDone                         exception() before the speech is done
-    ├── SessionClosedError(RuntimeError)      say()/generate_reply() on a closed session
+    ├── SessionClosedError(RuntimeError)      say()/generate_reply()/interrupt() on a closed session
+    ├── SinkInUseError(RuntimeError)          open_session() on a sink another open session uses
     ├── ToolDefinitionError(TypeError)        @function_tool on something that is not a tool
     └── ToolError                             raised by a tool: the message goes to the LLM
         ├── UnknownToolError                  the LLM called a tool that does not exist
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidToolArguments",
     "PlayoutError",
     "SessionClosedError",
+    "SinkInUseError",
     "SpeechAlreadyInterrupted",
     "SpeechNotDone",
     "ToolDefinitionError",
@@ -65,7 +67,21 @@ class SpeechNotDone(PlayoutError):
 
 
 class SessionClosedError(PlayoutError, RuntimeError):
-    """The session is closing or closed; it accepts no new speech."""
+    """The session is closing or closed: ``say``, ``generate_reply`` and ``interrupt`` refuse.
+
+    Closing already interrupted every speech, so there is nothing left to
+    interrupt; handles of earlier speeches keep working. Check ``session.closed``
+    where a call can race with the session's exit.
+    """
+
+
+class SinkInUseError(PlayoutError, RuntimeError):
+    """The audio sink already serves another open session.
+
+    A sink plays one conversation: two sessions would interleave their audio and
+    clear each other's segments. Give each session its own sink, or open the next
+    session after the first one's block has exited.
+    """
 
 
 class ToolDefinitionError(PlayoutError, TypeError):
@@ -76,7 +92,9 @@ class ToolError(PlayoutError):
     """Raise this from a tool to tell the LLM what went wrong.
 
     The message becomes the call's error output, which the LLM sees on its next
-    step. Any other exception is recorded too, with its type and message.
+    step. Any other exception is logged with its traceback and the LLM reads only a
+    generic "internal error" line: an exception's text can hold what the model must
+    not see (a password in a connection error), so showing a message is opt-in.
     """
 
 

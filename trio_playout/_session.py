@@ -17,12 +17,27 @@ Ownership (what replaces livekit's shielded futures and its 5 s watchdog):
 * Tools are children of the speech nursery but never of the scopes an interrupt
   cancels: a protected tool keeps running after a forced interrupt and the speech
   is done when it returns.
+
+Done means the audio stopped. A step learns each segment its frames go into
+(``open_segment()``) *before* a write that may block, and on the interrupt path
+waits for every one of them, so an interrupt during the very first write still
+waits for the sink's confirmation.
+
+What history records as heard, per step:
+
+* not interrupted (the audio played out): the step's whole text, also any tail
+  after the last timed word (a final ``?`` the TTS gave no timing);
+* interrupted and confirmed: the text of the words that started before the
+  position the sink reported;
+* the sink never confirmed within ``sink_grace`` (``sink_timed_out``): the text of
+  all the audio the sink had been given. A sink that ignored the stop is assumed to
+  play what it holds, so the history may claim words nobody heard but never omits
+  words that were played; the message says ``interrupted=True`` if the speech was.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import re
@@ -31,7 +46,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
@@ -39,19 +54,17 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from ._audio import AudioOutput, PlaybackResult, PlaybackSegment
-from ._context import RunContext
 from ._exceptions import (
     InterruptionNotAllowed,
-    InvalidToolArguments,
     SessionClosedError,
+    SinkInUseError,
     ToolDefinitionError,
-    ToolError,
-    UnknownToolError,
 )
 from ._history import ChatMessage, FunctionCall, FunctionCallOutput, History
 from ._models import LLM, TTS, LLMRequest, TextDelta, ToolCall
-from ._speech import SpeechHandle, SpeechPriority, _current_run, _Step, _ToolRun
-from ._state import SpeechPhase, ToolCallPhase, ToolCallState
+from ._speech import SpeechHandle, SpeechPriority, _Step
+from ._state import SpeechPhase, ToolCallPhase
+from ._tool_runner import _ToolRunner
 from ._tools import FunctionTool
 
 __all__ = ["InterruptResult", "Session", "open_session"]
@@ -104,18 +117,48 @@ class _SpeechQueue:
 
 @dataclass
 class _Playout:
-    """What one step forwarded to the sink, for cutting the heard text."""
+    """What one step gave the sink, for stopping it and cutting the heard text."""
 
     text: str = ""
     words: list[tuple[float, int]] = field(default_factory=list)  # (start s, end char)
     audio: float = 0.0
-    segment: PlaybackSegment | None = None
+    # Every segment the step's frames went into, learnt before each write: an
+    # interrupt during a blocked write must still wait for that segment to stop.
+    segments: list[PlaybackSegment] = field(default_factory=list)
     cleared: bool = False  # clear_buffer() was already called for this step
+    complete: bool = False  # all of the step's text was synthesized and given to the sink
 
-    def heard(self, position: float) -> str:
+    def track(self, segment: PlaybackSegment) -> None:
+        if not self.segments or self.segments[-1] is not segment:
+            self.segments.append(segment)
+
+    def unfinished(self) -> list[PlaybackSegment]:
+        return [s for s in self.segments if not s.done()]
+
+    def result(self) -> PlaybackResult:
+        """The step's audio as one result; every segment must be finished.
+
+        The position is on the step's own timeline (segments back to back), where
+        the word timings are.
+        """
+        offset = position = 0.0
+        interrupted, confirmed = False, True
+        for segment in self.segments:
+            result = segment.result
+            assert result is not None
+            if result.position > 0:
+                position = offset + result.position
+            offset += segment.captured
+            interrupted = interrupted or result.interrupted
+            confirmed = confirmed and result.confirmed
+        return PlaybackResult(position, interrupted, confirmed)
+
+    def heard(self, result: PlaybackResult) -> str:
+        if self.complete and (not result.interrupted or result.position >= self.audio):
+            return self.text  # all of it played: also any tail after the last timed word
         if not self.words:
             return self.text  # no word timings: the best we know is what was sent
-        end = max((c for start, c in self.words if start < position), default=0)
+        end = max((c for start, c in self.words if start < result.position), default=0)
         return self.text[:end]
 
 
@@ -144,17 +187,6 @@ def _split_sentences(text: str, scan_from: int = 0) -> tuple[list[str], str]:
     return sentences, text[start:]
 
 
-def _to_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 class _aclosing(Generic[T]):
     """``async with``: close an async iterator if it has ``aclose`` (not all do)."""
 
@@ -176,7 +208,10 @@ class Session:
     """A conversation: its speeches, their audio, tools and history.
 
     Create it with :func:`open_session`. ``say`` and ``generate_reply`` are
-    synchronous: they schedule a speech and return its :class:`SpeechHandle`.
+    synchronous: they schedule a speech and return its :class:`SpeechHandle`
+    (await it, or its ``wait_for_playout()``, for "done"). Once the session is
+    closed (from the moment its block starts to exit) ``say``, ``generate_reply``
+    and ``interrupt`` raise :class:`SessionClosedError`; handles keep working.
     """
 
     def __init__(
@@ -194,7 +229,7 @@ class Session:
         self._llm = llm
         self._tts = tts
         self._output = output
-        self._tools = dict(tools)  # checked by _tool_table in open_session
+        self._runner = _ToolRunner(self, tools)  # tools checked by _tool_table in open_session
         self.allow_interruptions = allow_interruptions
         self.sink_grace = sink_grace
         self.close_timeout = close_timeout
@@ -203,7 +238,6 @@ class Session:
         self._current: SpeechHandle | None = None
         self._live: dict[SpeechHandle, None] = {}  # insertion-ordered set
         self._closing = False
-        self._call_ids = itertools.count(1)
         self.history = History()
 
     # -- public API -----------------------------------------------------------------
@@ -214,7 +248,7 @@ class Session:
 
     @property
     def tools(self) -> Mapping[str, FunctionTool]:
-        return dict(self._tools)
+        return dict(self._runner.tools)
 
     @property
     def speeches(self) -> tuple[SpeechHandle, ...]:
@@ -248,10 +282,12 @@ class Session:
         """Schedule an LLM reply; ``user_input`` is recorded first as a user message.
 
         The user message is written at once, so the user's words are kept even when
-        the reply is interrupted before it starts.
+        the reply is interrupted before it starts. Every argument is checked first:
+        a call that raises has written nothing.
         """
         if user_input is not None and not isinstance(user_input, str):
             raise TypeError(f"user_input must be a str, got {type(user_input).__name__}")
+        priority = SpeechPriority(priority)  # ValueError before anything is written
         self._check_open()
         if user_input is not None:
             self.history._append(ChatMessage("user", user_input))
@@ -264,8 +300,11 @@ class Session:
         interrupted too, except protected ones unless ``force``. The queue walk stops
         at the first protected queued speech, so no gap opens in the conversation.
         If the current speech is protected and ``force`` is False this raises
-        :class:`InterruptionNotAllowed` having changed nothing.
+        :class:`InterruptionNotAllowed` having changed nothing. On a closed session
+        it raises :class:`SessionClosedError`, like ``say`` (closing already
+        interrupted every speech); check :attr:`closed` first where that can happen.
         """
+        self._check_open()
         current = self._current
         if (current is not None and not force and not current.interrupted
                 and not current.allow_interruptions):
@@ -293,7 +332,7 @@ class Session:
     # -- scheduling -------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closing:
-            raise SessionClosedError("the session is closed; it accepts no new speech")
+            raise SessionClosedError("the session is closed: no new speech, nothing left to interrupt")
 
     def _schedule(self, source: _Source, allow: bool | None, priority: SpeechPriority) -> SpeechHandle:
         self._check_open()
@@ -417,8 +456,7 @@ class Session:
         playout = _Playout()
 
         def stop_audio_now() -> None:
-            segment = playout.segment or self._output.current_segment
-            if segment is not None and not segment.done() and not playout.cleared:
+            if not playout.cleared and playout.unfinished():
                 self._output.clear_buffer()
                 playout.cleared = True  # only once it worked: cleanup retries otherwise
 
@@ -433,22 +471,21 @@ class Session:
                     async with trio.open_nursery() as gen:
                         gen.start_soon(self._produce, speech, step, send, nursery)
                         await self._forward_stream(speech, recv, playout)
-                segment = self._output.flush() or playout.segment
-                if segment is not None:
-                    playout.segment = segment
-                    step.playback = await self._await_natural_end(speech, segment)
+                playout.complete = True
+                self._output.flush()
+                if playout.segments:
+                    step.playback = await self._await_natural_end(speech, playout)
         finally:
             speech._stop_audio = None
-            segment = playout.segment or self._output.current_segment
-            if step.playback is None and segment is not None:
-                step.playback = await self._stop_audio(speech, segment, cleared=playout.cleared)
+            if step.playback is None and playout.segments:
+                step.playback = await self._stop_audio(speech, playout)
             self._commit_heard(speech, playout, step.playback)
             self._finish_playout(speech, step)
 
     async def _produce(self, speech: SpeechHandle, step: _Step,
                        send: trio.MemorySendChannel[str], nursery: trio.Nursery) -> None:
         with send:  # a synchronous close: no checkpoint on the cancellation path
-            request = LLMRequest(history=tuple(self.history), tools=tuple(self._tools.values()))
+            request = LLMRequest(history=tuple(self.history), tools=tuple(self._runner.tools.values()))
             with self._errors_into(speech):
                 async with _aclosing(self._llm.stream(request)) as stream:
                     async for chunk in stream:
@@ -456,7 +493,7 @@ class Session:
                             if chunk.text:
                                 await send.send(chunk.text)
                         elif isinstance(chunk, ToolCall):
-                            self._launch_tool(speech, step, chunk, nursery)
+                            self._runner.launch(speech, step, chunk, nursery)
                         else:
                             raise TypeError(f"the LLM yielded {chunk!r}, not a TextDelta or ToolCall")
 
@@ -487,103 +524,63 @@ class Session:
                     return  # never capture after this step's audio was cleared
                 for word in chunk.words:
                     playout.words.append((base_time + word.start, base_char + word.end_char))
-                playout.segment = await self._output.capture_frame(chunk.frame)
+                playout.track(self._output.open_segment())  # known before the write can block
+                await self._output.capture_frame(chunk.frame)
                 playout.audio += chunk.frame.duration
 
-    async def _await_natural_end(self, speech: SpeechHandle, segment: PlaybackSegment) -> PlaybackResult:
+    async def _await_natural_end(self, speech: SpeechHandle, playout: _Playout) -> PlaybackResult:
         # A sink that never reports the end would wedge the queue; bound it by the
         # audio's own length plus the grace.
-        with trio.move_on_after(segment.captured + self.sink_grace):
-            return await segment.wait()
-        return self._give_up(speech, segment, "did not report the end of playout")
+        with trio.move_on_after(sum(s.captured for s in playout.segments) + self.sink_grace):
+            for segment in playout.unfinished():
+                await segment.wait()
+        for segment in playout.unfinished():
+            self._give_up(speech, segment, "did not report the end of playout")
+        return playout.result()
 
-    async def _stop_audio(self, speech: SpeechHandle, segment: PlaybackSegment, *,
-                          cleared: bool) -> PlaybackResult:
-        if segment.result is not None:
-            return segment.result  # already confirmed (often inside interrupt() itself)
-        with trio.CancelScope(shield=True):
-            if not cleared:
-                try:
-                    self._output.clear_buffer()
-                except Exception as exc:  # the grace below still bounds the wait
-                    self._record_error(speech, exc)
-            with trio.move_on_after(self.sink_grace):
-                return await segment.wait()
-        return self._give_up(speech, segment, "did not confirm the stop")
+    async def _stop_audio(self, speech: SpeechHandle, playout: _Playout) -> PlaybackResult:
+        """Stop every segment of the step and wait (bounded) until the sink confirms."""
+        if playout.unfinished():
+            with trio.CancelScope(shield=True):
+                if not playout.cleared:
+                    try:
+                        self._output.clear_buffer()
+                        playout.cleared = True
+                    except Exception as exc:  # the grace below still bounds the wait
+                        self._record_error(speech, exc)
+                with trio.move_on_after(self.sink_grace):
+                    for segment in playout.unfinished():
+                        await segment.wait()
+            for segment in playout.unfinished():
+                self._give_up(speech, segment, "did not confirm the stop")
+        return playout.result()
 
-    def _give_up(self, speech: SpeechHandle, segment: PlaybackSegment, why: str) -> PlaybackResult:
-        segment.abandon(self._output.playback_position(segment))
+    def _give_up(self, speech: SpeechHandle, segment: PlaybackSegment, why: str) -> None:
+        # The sink never said where it stopped; one that ignores a clear goes on
+        # playing what it holds, so what it was given is taken as heard.
+        segment.abandon(segment.captured)
         speech.sink_timed_out = True
         logger.warning("%s: the audio sink %s within sink_grace=%.3gs; finishing without it",
                        speech.id, why, self.sink_grace)
-        assert segment.result is not None
-        return segment.result
 
     def _commit_heard(self, speech: SpeechHandle, playout: _Playout, result: PlaybackResult | None) -> None:
         if result is None:
             return
         interrupted = result.interrupted or speech.interrupted
-        text = (playout.heard(result.position) if result.interrupted else playout.heard(math.inf)).rstrip()
+        text = playout.heard(result).rstrip()
         if text and (result.position > 0 or not result.interrupted):
             self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))
-
-    # -- tools ----------------------------------------------------------------------------
-    def _launch_tool(self, speech: SpeechHandle, step: _Step, call: ToolCall, nursery: trio.Nursery) -> None:
-        call_id = call.call_id or f"call_{next(self._call_ids)}"
-        fc = FunctionCall(call_id, call.name, call.arguments_json())
-        tool = self._tools.get(call.name)
-        protected = tool is not None and not tool.interruptible
-        run = _ToolRun(speech, step, fc, tool, ToolCallState(protected=protected))
-        step.runs.append(run)
-        try:
-            if tool is None:
-                known = ", ".join(sorted(self._tools)) or "none"
-                raise UnknownToolError(f"there is no tool named {call.name!r} (available: {known})")
-            arguments = tool.parse_arguments(call.arguments)
-        except (UnknownToolError, InvalidToolArguments) as exc:
-            run.state.finish(ToolCallPhase.ERROR, str(exc))
-            run.finished.set()
-            return
-        run.ctx = RunContext(self, run)
-        speech._runs.append(run)
-        if speech.interrupted:
-            run.deliver(speech.interrupt_source or "programmatic")
-        nursery.start_soon(self._run_tool, run, arguments, name=f"tool {call.name} ({call_id})")
-
-    async def _run_tool(self, run: _ToolRun, arguments: dict[str, Any]) -> None:
-        assert run.tool is not None and run.ctx is not None
-        try:
-            if not run.state.start():
-                run.state.finish(ToolCallPhase.INTERRUPTED,
-                                 f"not started: the speech was interrupted ({run.state.cancel_source})")
-                return
-            _current_run.set(run)
-            # Errors are caught outside the scope: a group mixing the scope's
-            # Cancelled with an error then arrives here as just the error.
-            try:
-                with run.scope:
-                    value = await run.tool.fn(run.ctx, **arguments)
-            except ToolError as exc:
-                run.state.finish(ToolCallPhase.ERROR, str(exc))
-            except Exception as exc:
-                logger.warning("tool %s (%s) raised %r", run.call.name, run.call.call_id, exc)
-                run.state.finish(ToolCallPhase.ERROR, _describe(exc))
-            else:
-                if not run.scope.cancelled_caught:
-                    run.state.finish(ToolCallPhase.RESULT, _to_text(value))
-        finally:
-            if not run.state.phase.terminal:
-                source = run.state.cancel_source or "cancelled"
-                run.state.finish(ToolCallPhase.INTERRUPTED, f"interrupted ({source})")
-            run.finished.set()
 
     # -- closing ---------------------------------------------------------------------------
     async def _aclose(self) -> None:
         self._closing = True
         with trio.CancelScope(shield=True):
+            start = trio.current_time()
             for speech in list(self._live):
                 speech.interrupt(force=True, source="session_close")
-            with trio.move_on_after(max(self.close_timeout, self.sink_grace)):
+            # Protected tools get close_timeout. The audio needs no deadline here:
+            # each speech bounds its own stop by sink_grace from the interrupt.
+            with trio.move_on_at(start + self.close_timeout):
                 await self._wait_all_done()
             stuck = [run for speech in self._live for run in speech._runs if not run.finished.is_set()]
             if stuck:
@@ -593,8 +590,9 @@ class Session:
                     ", ".join(f"{r.call.name} ({r.call.call_id}, {r.speech.id})" for r in stuck))
                 for run in stuck:
                     run.deliver("session_close", override_protection=True)
-                with trio.move_on_after(self.sink_grace):
-                    await self._wait_all_done()
+            # What is left: audio inside its grace, cancelled tools unwinding.
+            with trio.move_on_at(max(start + self.sink_grace, trio.current_time()) + self.sink_grace):
+                await self._wait_all_done()
             if self._live:
                 logger.error("closing the session: cancelling speeches that did not finish: %s",
                              ", ".join(s.id for s in self._live))
@@ -616,13 +614,6 @@ def _tool_table(tools: Sequence[FunctionTool]) -> dict[str, FunctionTool]:
     return table
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of an error, or of each error inside an exception group."""
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}"
-
-
 async def _serve_background(
     make: Callable[[trio.Nursery], Session],
     output: AudioOutput,
@@ -638,6 +629,11 @@ async def _serve_background(
             await nursery.start(output.serve)
             nursery.start_soon(built[0]._scheduler, name="speech scheduler")
             ready.set()
+
+
+# Sinks serving an open session (by identity), so a second session on one of them
+# fails at once with a typed error instead of deep inside the sink's serve().
+_sinks_in_use: dict[int, AudioOutput] = {}
 
 
 def _check_seconds(name: str, value: float) -> float:
@@ -663,15 +659,22 @@ async def open_session(
 
     On exit every speech is interrupted (forced): unprotected work is cancelled at
     once, the sink gets ``sink_grace`` to confirm the stop, and protected tools get
-    up to ``close_timeout`` to finish; then they are cancelled, with a log line
-    naming them. Leaving never waits longer than about
+    ``close_timeout`` to finish (independently of the sink's grace); then they are
+    cancelled, with a log line naming them, and get one more ``sink_grace`` to
+    unwind. Leaving never waits longer than about
     ``max(close_timeout, sink_grace) + sink_grace``.
+
+    One sink serves one open session: opening a second session on a sink that is
+    in use raises :class:`SinkInUseError`.
     """
     sink_grace = _check_seconds("sink_grace", sink_grace)
     close_timeout = _check_seconds("close_timeout", close_timeout)
     if not isinstance(output, AudioOutput):
         raise TypeError(f"output must be an AudioOutput, got {type(output).__name__}")
     table = _tool_table(tools)
+    if id(output) in _sinks_in_use:
+        raise SinkInUseError(f"{output!r} already serves an open session; give each session its own sink")
+    _sinks_in_use[id(output)] = output
     body_error: BaseException | None = None
 
     def make(nursery: trio.Nursery) -> Session:
@@ -701,3 +704,5 @@ async def open_session(
         if body_error is not None and len(group.exceptions) == 1 and group.exceptions[0] is body_error:
             raise body_error from body_error.__cause__
         raise
+    finally:
+        del _sinks_in_use[id(output)]

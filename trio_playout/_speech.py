@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -110,7 +110,8 @@ class SpeechHandle:
     ``say()`` and ``generate_reply()`` return one; you do not build it yourself.
     Once done it stays done: all of its work has joined, its audio is confirmed
     stopped (or the sink's grace ran out, see :attr:`sink_timed_out`) and its
-    history records are written.
+    history records are written. ``await handle`` waits for that, like
+    :meth:`wait_for_playout`.
     """
 
     def __init__(self, *, allow_interruptions: bool, priority: SpeechPriority) -> None:
@@ -126,6 +127,12 @@ class SpeechHandle:
         self._chat_items: list[ChatItem] = []
         self._stop_audio: Callable[[], None] | None = None  # set while a step's audio is out
         self.sink_timed_out = False
+        """True if the sink never confirmed a stop (or the natural end) within
+        ``sink_grace``: the speech finished without it, possibly while audio the
+        sink already held was still playing. History then records the step's text
+        up to all the audio the sink had been given (the sink ignored the stop, so
+        assume it plays what it holds), with ``interrupted=True`` if the speech was
+        interrupted."""
 
     def __repr__(self) -> str:
         flags = [self._state.phase.value]
@@ -237,6 +244,10 @@ class SpeechHandle:
         return _Interruptible(self)
 
     # -- waiting ------------------------------------------------------------------
+    def __await__(self) -> Generator[Any, None, None]:
+        """``await handle`` is ``await handle.wait_for_playout()`` (as in livekit)."""
+        return self.wait_for_playout().__await__()
+
     async def wait_for_playout(self) -> None:
         """Return when the speech is done: its work joined and its audio stopped.
 
