@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import trio
@@ -139,3 +141,66 @@ def test_demo_rejects_bad_arguments(capsys: pytest.CaptureFixture[str], argv: li
         demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0))
     assert exc.value.code == 2
     assert "trio-playout demo" not in capsys.readouterr().out  # it never started
+
+
+# --- .ci/run: the README's test command in a fresh environment, cleaned up after ----------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A stand-in interpreter: ``-m venv DIR`` makes DIR/bin/activate and DIR/bin/python (this
+# script again); any other call is logged and exits with $FAKE_RC. So .ci/run's own logic
+# (interpreter choice, clean-up, exit status) runs for real without installing anything.
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+    echo "venv by $(basename "$0")" >> "$FAKE_LOG"
+    mkdir -p "$3/bin"
+    printf 'PATH="%s/bin:$PATH"\\n' "$3" > "$3/bin/activate"
+    cp "$0" "$3/bin/python"
+    exit 0
+fi
+if [ "$1" = "--version" ]; then echo "Python 0.fake"; exit 0; fi
+echo "$*" >> "$FAKE_LOG"
+exit "${FAKE_RC:-0}"
+"""
+
+
+def _run_ci(tmp_path: Path, rc: int, python: str | None) -> tuple[int, str, list[Path]]:
+    bin_dir, scratch, log = tmp_path / "bin", tmp_path / "scratch", tmp_path / "log"
+    bin_dir.mkdir()
+    scratch.mkdir()
+    for name in ("python3", "python3.10-fake"):
+        exe = bin_dir / name
+        exe.write_text(FAKE_PYTHON)
+        exe.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(scratch), "FAKE_LOG": str(log),
+        "FAKE_RC": str(rc), "HOME": str(tmp_path),
+    }
+    if python is not None:
+        env["PYTHON"] = python
+    proc = subprocess.run(["bash", str(ROOT / ".ci" / "run")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, log.read_text() if log.exists() else "", list(scratch.iterdir())
+
+
+@pytest.mark.parametrize("rc", [0, 3])
+def test_ci_run_cleans_up_its_virtual_environment(tmp_path: Path, rc: int) -> None:
+    code, log, left = _run_ci(tmp_path, rc, None)
+    assert left == []  # regression: the 600 MB venv stayed in $TMPDIR on every run
+    assert (code == 0) is (rc == 0)
+    assert "venv by python3" in log
+
+
+def test_ci_run_takes_the_interpreter_from_python_and_runs_the_readme_command(tmp_path: Path) -> None:
+    code, log, left = _run_ci(tmp_path, 0, "python3.10-fake")
+    assert code == 0 and left == []
+    assert "venv by python3.10-fake" in log
+    lines = log.splitlines()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python -m pip install -e '.[test]' && python -m pytest" in readme
+    assert lines[-2:] == ["-m pip install -e .[test]", "-m pytest"]
+
+
+def test_ci_run_refuses_a_missing_interpreter(tmp_path: Path) -> None:
+    code, log, left = _run_ci(tmp_path, 0, "python3.99-nowhere")
+    assert code != 0 and log == "" and left == []
