@@ -6,7 +6,7 @@ Interrupt moment: each scenario interrupts a fixed time after the sink reported
 that playback of the sample's speech started (S5: after the tool started), so
 the same amount of audio is heard in every implementation.
 
-Expected history after an interrupted speech (issue 4's "records lost"):
+Expected history after an interrupted speech (the report's "lost" records):
 
 * an assistant message, if at least :data:`HEARD_FOR_MESSAGE_S` of its audio was
   heard (1.5 words at 3 words/s; below that "nothing heard, no message" is the
@@ -40,6 +40,7 @@ INTERRUPT_AFTER_START: dict[str, float] = {
     "S4": 0.6,
     "S6": 0.05,
     "S7": 0.02,
+    "S8": 1.0,
 }
 
 #: The tool each scenario's LLM calls (None: the speech is a plain ``say``).
@@ -51,6 +52,7 @@ TOOL_OF: dict[str, str | None] = {
     "S5": "long_task",
     "S6": None,
     "S7": None,
+    "S8": None,
 }
 
 

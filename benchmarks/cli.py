@@ -6,8 +6,9 @@ machine depends on what they measure (``Scenario.kind``):
 
 1. ``timing`` configurations (S1, S2, S4, S7: microseconds to a few hundred
    milliseconds) run first, strictly one at a time, on an otherwise idle machine;
-2. then the ``long-wait`` configurations (S3, S5: livekit's 5 s watchdog, the
-   12 s tool, the 2 s sink grace; the processes sleep through them) run up to
+2. then the ``long-wait`` configurations (S3, S5, S8: livekit's 5 s watchdog,
+   the 12 s tool, the 2 s sink grace, 7 s of buffered audio; the processes sleep
+   through them) run up to
    ``--jobs`` at a time, longest first, while the S6 ``scale`` levels (CPU-bound)
    run alongside, one level at a time.
 
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-from benchmarks.analysis import analyse
+from benchmarks.analysis import analyse, summary
 from benchmarks.env import environment
 from benchmarks.runner import Config, run_config
 from benchmarks.scenarios import (
@@ -44,6 +45,7 @@ from benchmarks.scenarios import (
 )
 
 SCHEMA_VERSION = 1
+P5700 = "https://github.com/livekit/agents/pull/5700"
 
 
 def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -57,8 +59,9 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Interrupt-to-return latency and scale: livekit, livekit-race, "
-        "trio-native, bridge (issue 4).",
+        description="Interrupt-to-return latency and scale: livekit, livekit-race (the "
+        f"rejected race of {P5700}), trio-native, bridge. Writes results.json, "
+        "report.md, table.txt and PNG plots into --out.",
     )
     p.add_argument("--quick", action="store_true", help="small N, a smoke run well under a minute")
     p.add_argument(
@@ -67,9 +70,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--scenario", default=",".join(SCENARIOS),
-        help="comma-separated scenarios S1..S7 (default: all)",
+        help="comma-separated scenarios S1..S8 (default: all)",
     )
-    p.add_argument("--out", default="bench-results", help="output folder (default: bench-results)")
+    p.add_argument(
+        "--out", default="bench-results",
+        help="output folder for results.json, report.md, table.txt and the plots "
+        "(default: bench-results, in the current directory)",
+    )
     p.add_argument("-n", type=int, default=None, help="samples per configuration (overrides the plan)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up samples (overrides the plan)")
     p.add_argument(
@@ -80,7 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--jobs", "-j", type=int, default=None,
-        help="long-wait configurations (S3, S5) run at once beside the one-at-a-time "
+        help="long-wait configurations (S3, S5, S8) run at once beside the one-at-a-time "
         "S6 levels (default 3); with --quick, all configurations run this many at once "
         "(default 4). Timing scenarios (S1, S2, S4, S7) always run alone in a default run",
     )
@@ -141,7 +148,8 @@ def _order_key(cfg: Config) -> tuple[int, float]:
     if sc.kind == "timing":
         return (0, 0.0)
     stock = cfg.impl in ("livekit", "livekit-race")  # the 5 s watchdog, the 12 s tool
-    return (1, -(cfg.n * (13.0 if sc.id == "S5" else 6.5) if stock else cfg.n * 3.0))
+    per_sample = {"S5": 13.0 if stock else 3.0, "S8": 8.0}.get(sc.id, 6.5 if stock else 3.0)
+    return (1, -cfg.n * per_sample)
 
 
 class Progress:
@@ -335,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "wall_s": wall,
         },
         "results": results,
+        "summary": summary(an),
         "verdicts": [v.__dict__ for v in an.verdicts],
     }
     with open(out / "results.json", "w", encoding="utf-8") as fh:

@@ -2,7 +2,7 @@
 
 Versions are read with ``importlib.metadata`` rather than by importing the
 packages: importing ``trio_asyncio`` patches asyncio for the whole process, and
-the parent process must stay neutral (DESIGN 6). Every result file carries this
+the parent process must stay neutral. Every result file carries this
 record, because latency numbers mean nothing without the machine they came from.
 """
 

@@ -29,8 +29,8 @@ import bridge
 from benchmarks import _trio_tools as trio_tools
 from benchmarks._common import SETTLE_S, interrupt_offset, lost_records, scale_point
 from benchmarks._proc import peak_rss_bytes, rss_bytes
-from benchmarks.impl_livekit import SINK_BUFFER_S, _count, _Current, _sink_stop_ns, _WatchdogLog
 from benchmarks.impl_livekit import Conversation as _LivekitConversation
+from benchmarks.impl_livekit import _count, _Current, _sink_stop_ns, _WatchdogLog
 from benchmarks.model import Probe, RunOutput, Sample, WorkerConfig, now_ns
 from benchmarks.scenarios import (
     BUSY_PERIOD_S,
@@ -61,7 +61,8 @@ class Conversation(_LivekitConversation):
     the sink behind the bridge's grace."""
 
     def _wrap_sink(self, sink: Any) -> Any:
-        return bridge.with_sink_grace(sink, SINK_GRACE_S)
+        self.grace = bridge.with_sink_grace(sink, SINK_GRACE_S)
+        return self.grace
 
     async def start(self) -> None:
         await bridge.aio(self.session.start)(
@@ -90,6 +91,7 @@ async def one_sample(
 ) -> Sample:
     probe = conv.current.probe = Probe()
     seg_before = len(conv.sink.segments)
+    expiries_before = len(conv.grace.expiries)
     hist_before = conv.history_ids()
     handle = conv.start_speech(scenario)
 
@@ -104,6 +106,8 @@ async def one_sample(
     handle.interrupt()
     await bridge.wait_for_playout(handle)
     probe.mark_wait_returned()
+    # the bridge's counterpart of trio_playout's SpeechHandle.sink_timed_out
+    sink_timed_out = len(conv.grace.expiries) > expiries_before
 
     running = sum(1 for t in handle._tasks if not t.done()) + int(probe.tool_running)
     done_items = len(conv.new_items(hist_before))
@@ -131,6 +135,7 @@ async def one_sample(
         lost_records=lost_records(scenario, heard, _count(items)),
         running_at_done=running,
         late_writes=len(items) - done_items,
+        sink_timed_out=sink_timed_out,
         watchdog_fired=handle.id in watchdog.fired,
     )
 
@@ -161,7 +166,7 @@ async def _series(cfg: WorkerConfig, watchdog: _WatchdogLog) -> RunOutput:
                 if conv is None or fresh:
                     if conv is not None:
                         await conv.aclose()
-                    conv = Conversation(scn.clear_delay, current)
+                    conv = Conversation(scn.clear_delay, current, scn.sink_buffer_s)
                     await conv.start()
                 sample = await one_sample(conv, scn, observe, watchdog)
                 if collect:
@@ -256,7 +261,7 @@ def run(cfg: WorkerConfig) -> RunOutput:
     out.notes.append(
         f"bridge.open_loop (trio-asyncio), bridged trio tools, "
         f"bridge.with_sink_grace({SINK_GRACE_S:g} s) above bridge.testing.FakeAudioSink "
-        f"(buffer={SINK_BUFFER_S:g} s)"
+        f"(buffer={cfg.scenario.sink_buffer_s:g} s)"
     )
     if cfg.scenario.clear_delay == float("inf"):
         out.notes.append("never-confirming sink: FakeAudioSink(clear_delay=inf): the clear never "

@@ -1,5 +1,9 @@
 """Stock livekit-agents on plain asyncio, and the race patch of PR #5700.
 
+PR #5700 (https://github.com/livekit/agents/pull/5700) and PR #5425
+(https://github.com/livekit/agents/pull/5425) both tried to fix issue #5359
+(https://github.com/livekit/agents/issues/5359).
+
 A real ``livekit.agents.AgentSession`` runs in-process with no room: the model
 and sink fakes of :mod:`bridge.testing` (built on the SDK's public base
 classes, and importing neither trio nor trio_asyncio) are its LLM, TTS and
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,14 +58,11 @@ from benchmarks.scenarios import (
     LOOKUP_S,
     PREAMBLE_TEXT,
     SCENARIOS,
+    SINK_BUFFER_S,
     SPEECH_TEXT,
     WORDS_PER_SECOND,
     Scenario,
 )
-
-#: Seconds of audio the fake sink accepts ahead of playback (back-pressure), the
-#: same as ``trio_playout.RealtimeAudioSink(buffer=0.2)``.
-SINK_BUFFER_S = 0.2
 
 # --------------------------------------------------------------------------------------
 # the race patch (PR #5700)
@@ -127,11 +129,16 @@ class _Current:
 class Conversation:
     """One AgentSession with the bridge.testing fakes and our two tools."""
 
-    def __init__(self, clear_delay: float, current: _Current) -> None:
+    def __init__(
+        self, clear_delay: float, current: _Current, buffer: float = SINK_BUFFER_S
+    ) -> None:
         from bridge.testing import FakeAudioSink, ScriptedLLM, SilentTTS, attach_sink
 
         self.current = current
-        self.sink = FakeAudioSink(clear_delay=clear_delay, buffer=SINK_BUFFER_S)
+        # math.inf: no back-pressure, the sink takes the whole reply at once
+        self.sink = FakeAudioSink(
+            clear_delay=clear_delay, buffer=None if math.isinf(buffer) else buffer
+        )
         self.llm = ScriptedLLM()
         self.session: Any = AgentSession(
             llm=self.llm, tts=SilentTTS(words_per_second=WORDS_PER_SECOND)
@@ -182,7 +189,7 @@ class Conversation:
 
     async def aclose(self) -> None:
         # not measured; bounded because livekit's aclose() waits for a running
-        # 12 s tool (spec M-S7), which would only slow the benchmark down
+        # 12 s tool, which would only slow the benchmark down
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.session.aclose(), timeout=2)
         if self.sync is not None:
@@ -337,7 +344,7 @@ async def _series(cfg: WorkerConfig, watchdog: _WatchdogLog) -> RunOutput:
             if conv is None or fresh:
                 if conv is not None:
                     await conv.aclose()
-                conv = Conversation(scn.clear_delay, current)
+                conv = Conversation(scn.clear_delay, current, scn.sink_buffer_s)
                 await conv.start()
             sample = await one_sample(conv, scn, observe, watchdog)
             if collect:
@@ -444,8 +451,9 @@ def run(cfg: WorkerConfig) -> RunOutput:
     out = asyncio.run(_run_main(main))
     assert "trio_asyncio" not in sys.modules, "trio_asyncio got imported during a livekit run"
     out.notes.append("trio_asyncio not imported (checked before and after the run)")
-    out.notes.append(f"bridge.testing.FakeAudioSink(buffer={SINK_BUFFER_S:g} s) behind livekit's "
-                     "TranscriptSynchronizer")
+    buffer = cfg.scenario.sink_buffer_s
+    out.notes.append(f"bridge.testing.FakeAudioSink(buffer={buffer:g} s) behind livekit's "
+                     "TranscriptSynchronizer" + (" (inf: the whole reply)" if math.isinf(buffer) else ""))
     if cfg.scenario.clear_delay == float("inf"):
         out.notes.append("never-confirming sink: FakeAudioSink(clear_delay=inf): the clear never "
                          "arrives, the buffered audio plays out, no confirmation")

@@ -102,7 +102,7 @@ class Conversation:
 async def conversation(
     scenario: Scenario, current: _Current, count: int
 ) -> AsyncIterator[Conversation]:
-    sink = tp.RealtimeAudioSink(clear_delay=scenario.clear_delay)
+    sink = tp.RealtimeAudioSink(clear_delay=scenario.clear_delay, buffer=scenario.sink_buffer_s)
     llm = ScriptedLLM(_replies(scenario, count))
     tts = FakeTTS(words_per_second=WORDS_PER_SECOND, frame_duration=FRAME_S)
     async with tp.open_session(
@@ -314,4 +314,5 @@ def run(cfg: WorkerConfig) -> RunOutput:
     if math.isinf(cfg.scenario.clear_delay):
         out.notes.append("never-confirming sink: RealtimeAudioSink(clear_delay=inf): the clear "
                          "never arrives, the buffered audio plays out, no confirmation")
+    out.notes.append(f"RealtimeAudioSink(buffer={cfg.scenario.sink_buffer_s:g} s)")
     return out

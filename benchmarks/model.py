@@ -9,7 +9,7 @@ another clock (trio's clock, asyncio's ``loop.time()``) are converted by the
 implementation before they reach the probe.
 
 :class:`Sample` is the JSON-ready result: deltas from ``t_interrupt`` in ns,
-plus the correctness observations issue 4 asks for (early return, lost
+plus the correctness observations the report counts (early return, lost
 records, speech code running after done).
 """
 
@@ -57,9 +57,25 @@ class Sample:
     sink_timed_out: bool | None = None
     #: livekit's 5 s INTERRUPTION_TIMEOUT watchdog fired for this speech.
     watchdog_fired: bool | None = None
+    #: an early return (``early_return``) that the implementation knows about: it
+    #: stopped waiting for the sink (``sink_timed_out``: its grace ran out; or the
+    #: watchdog fired) while the audio was still playing, e.g. a deaf sink that had
+    #: buffered the whole reply. Such a return is early, not clean: "done" then does
+    #: not mean the audio stopped, only that the handle says so.
+    early_gave_up: bool | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def gave_up_early(
+    early_return: object, sink_timed_out: object, watchdog_fired: object
+) -> bool | None:
+    """``Sample.early_gave_up`` from the other flags (also for results.json files
+    written before the flag existed). None when the return's timing is unknown."""
+    if not isinstance(early_return, bool):
+        return None
+    return early_return and (sink_timed_out is True or watchdog_fired is True)
 
 
 @dataclass
@@ -135,6 +151,7 @@ class Probe:
             late_writes=late_writes,
             sink_timed_out=sink_timed_out,
             watchdog_fired=watchdog_fired,
+            early_gave_up=gave_up_early(early, sink_timed_out, watchdog_fired),
         )
 
 

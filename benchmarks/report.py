@@ -4,7 +4,10 @@ The headline metric in every row is *interrupt -> SpeechHandle.wait_for_playout(
 returns*, summarised as N, min, p50, p90, p99, max and the ratio of p50 and p99
 to stock ``livekit`` in the same scenario. The correctness columns count
 samples, not events: "early" is how many waits returned while the sink was still
-playing; "lost" is the number of expected history records missing; "after done"
+playing; "early: gave up" is how many of those returned because the implementation
+stopped waiting for the sink (its grace ran out, ``sink_timed_out``; or livekit's
+watchdog fired) while buffered audio played on: flagged, but still early, never
+clean; "lost" is the number of expected history records missing; "after done"
 is how many samples had speech code running (or writing history) after the wait
 returned. Skips and errors are printed with their reasons, never as numbers.
 """
@@ -20,7 +23,14 @@ from benchmarks.stats import Summary, format_ns, format_ratio
 
 HEADERS = (
     "scenario", "impl", "N", "min", "p50", "p90", "p99", "max", "p50/lk", "p99/lk",
-    "sink stop p50", "tool stop p50", "early", "lost", "after done",
+    "sink stop p50", "tool stop p50", "early", "early: gave up", "lost", "after done",
+)
+
+#: Upstream pages the report names.
+UPSTREAM = (
+    ("#5359", "https://github.com/livekit/agents/issues/5359"),
+    ("#5700", "https://github.com/livekit/agents/pull/5700"),
+    ("#5425", "https://github.com/livekit/agents/pull/5425"),
 )
 
 
@@ -36,7 +46,7 @@ def _cells(r: Row) -> list[str]:
     return [
         r.scenario, r.impl, str(w.n), format_ns(w.min), format_ns(w.p50), format_ns(w.p90),
         format_ns(w.p99), format_ns(w.max), format_ratio(r.ratio_p50), format_ratio(r.ratio_p99),
-        sink, tool, f"{r.early[0]}/{r.early[1]}", str(r.lost_records),
+        sink, tool, f"{r.early[0]}/{r.early[1]}", str(r.early_gave_up), str(r.lost_records),
         f"{r.running_after_done}/{r.n}",
     ]
 
@@ -76,6 +86,13 @@ SCALE_HEADERS = (
     "impl", "N", "all done", "per conversation", "peak RSS / conversation", "setup",
     "early", "running at done",
 )
+
+
+def _link_upstream(text: str) -> str:
+    """Markdown links for the upstream issue and PR numbers in ``text``."""
+    for name, url in UPSTREAM:
+        text = text.replace(name, f"[{name}]({url})")
+    return text
 
 
 def _extra_rows(an: Analysis) -> list[list[str]]:
@@ -123,7 +140,7 @@ def console_table(an: Analysis) -> str:
             for s in skips:
                 parts.append(f"  {impl}: {s}")
     if an.verdicts:
-        parts += ["", "targets (issue 4)"]
+        parts += ["", "targets"]
         parts += [f"  [{v.status:^12}] {v.target}: {v.detail}" for v in an.verdicts]
     return "\n".join(parts)
 
@@ -153,8 +170,8 @@ def markdown_report(
     else:
         how = (
             "default: S1, S2, S4, S7 one configuration at a time on an otherwise idle "
-            f"machine, then S3 and S5 up to {settings.get('jobs')} at a time beside one S6 "
-            "level at a time"
+            f"machine, then S3, S5 and S8 up to {settings.get('jobs')} at a time beside one "
+            "S6 level at a time"
         )
     lines += [
         f"- run: {how}; each configuration in its own process (forked from a fork server "
@@ -167,15 +184,18 @@ def markdown_report(
         "a sink that never confirms (the clear never arrives), when its buffered audio ran "
         "out. Every sink buffers at most 0.2 s ahead of playback (trio_playout's "
         "RealtimeAudioSink default; bridge.testing.FakeAudioSink(buffer=0.2) for livekit "
-        "and the bridge).",
+        "and the bridge), except in S8, where the sink took the whole reply.",
         "",
         "## interrupt -> `wait_for_playout()` returns",
         "",
         "Each sample: `perf_counter_ns()` right before `interrupt()`, and right after the "
         "external waiter's `wait_for_playout()` returned; warm-up discarded; gc collected then "
-        "disabled. *early* = the wait returned while the sink was still playing; *lost* = "
-        "expected history records missing; *after done* = samples with speech code running "
-        "or writing history after the wait returned.",
+        "disabled. *early* = the wait returned while the sink was still playing; *early: "
+        "gave up* = of those, the returns where the implementation stopped waiting for the "
+        "sink (its grace ran out: `sink_timed_out`; or livekit's 5 s watchdog fired) while "
+        "buffered audio played on. They are flagged, but they are early returns, not clean "
+        "ones; *lost* = expected history records missing; *after done* = samples with "
+        "speech code running or writing history after the wait returned.",
         "",
         _md([_cells(r) for r in an.rows], HEADERS),
         "",
@@ -187,10 +207,13 @@ def markdown_report(
         lines += ["", "## S6 scale", "", _md(_scale_rows(an), SCALE_HEADERS), ""]
         for impl, skips in an.scale_skips.items():
             lines += [f"- {impl}: {s}" for s in skips]
-    lines += ["", "## Targets (issue 4)", ""]
+    lines += ["", "## Targets", ""]
     lines += [f"- **{v.status}**: {v.target}. {v.detail}" for v in an.verdicts]
     lines += ["", "## Scenarios", ""]
-    lines += [f"- **{s.id}**: {s.title}" for s in SCENARIOS.values()]
+    lines += [f"- **{s.id}**: {_link_upstream(s.title)}" for s in SCENARIOS.values()]
+    lines += ["", "livekit-race is the wait that PR [#5700](" + dict(UPSTREAM)["#5700"] + ") "
+              "(and [#5425](" + dict(UPSTREAM)["#5425"] + ")) proposed for issue [#5359]("
+              + dict(UPSTREAM)["#5359"] + "); the maintainers rejected it."]
     notes = [
         (str(r.get("impl")), str(r.get("scenario")), n)
         for r in results

@@ -1,4 +1,7 @@
-"""The implementations and scenarios of issue 4, with their sample plans.
+"""The implementations and benchmark scenarios, with their sample plans.
+
+S4 is the tool preamble of livekit/agents issue #5359
+(https://github.com/livekit/agents/issues/5359).
 
 Every scenario is the same for every implementation: same text, same sink
 behaviour (confirmation delay), same interrupt moment, same real clock. What
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 IMPLS: tuple[str, ...] = ("livekit", "livekit-race", "trio-native", "bridge")
 
 #: The event loop each implementation measures on. ``asyncio`` processes must
-#: never import trio_asyncio (DESIGN 6); the worker asserts it and records it.
+#: never import trio_asyncio (it patches asyncio for the whole process); the
+#: worker asserts it and records it.
 RUNTIME: dict[str, str] = {
     "livekit": "asyncio",
     "livekit-race": "asyncio",
@@ -32,11 +36,16 @@ RUNTIME: dict[str, str] = {
 #: Words per second of the fake TTS in every implementation.
 WORDS_PER_SECOND = 3.0
 
+#: Seconds of audio every sink accepts ahead of playback (back-pressure), unless a
+#: scenario says otherwise: ``trio_playout.RealtimeAudioSink``'s default, and
+#: ``bridge.testing.FakeAudioSink(buffer=0.2)`` for livekit and the bridge.
+SINK_BUFFER_S = 0.2
+
 #: How long after the sink reported that playback started we interrupt:
 #: "mid-playout", with audio both heard and still queued.
 INTERRUPT_AFTER_START_S = 0.1
 
-#: The sentence spoken in S1, S2, S3 and S7 (21 words: 7 s of audio, longer than
+#: The sentence spoken in S1, S2, S3, S7 and S8 (24 words: 8 s of audio, longer than
 #: livekit's 5 s watchdog, so a sink that never stops is still playing then).
 SPEECH_TEXT = (
     "Thanks for calling, I can help you change your booking, check the weather "
@@ -86,7 +95,7 @@ KINDS: tuple[str, ...] = ("timing", "long-wait", "scale")
 
 @dataclass(frozen=True)
 class Scenario:
-    """One scenario of issue 4 and how many samples to take of it."""
+    """One benchmark scenario and how many samples to take of it."""
 
     id: str
     title: str
@@ -112,6 +121,9 @@ class Scenario:
     kind: str = "timing"
     #: default-run N for particular implementations, ``(impl, n)`` pairs.
     n_by_impl: tuple[tuple[str, int], ...] = ()
+    #: seconds of audio the sink accepts ahead of playback; ``math.inf``: the
+    #: whole reply (the TTS is faster than real time, so all of it is buffered).
+    sink_buffer_s: float = SINK_BUFFER_S
 
     def n(self, quick: bool, impl: str | None = None) -> int:
         if quick:
@@ -135,8 +147,8 @@ SCENARIOS: dict[str, Scenario] = {
         # vCPUs: S1 needs a p99 that is not the max (1000 samples, p99 = the 10th
         # largest; the bridge, whose samples cost more, 500); S7 100 under load;
         # S2 and S4 cost 0.2-1.3 s a sample and their target is a max lag, so 30
-        # and 6; S3 and S5 cost 3-13 s a sample (livekit's 5 s watchdog, the 12 s
-        # tool) and their targets are bounds, so 3.
+        # and 6; S3, S5 and S8 cost 3-13 s a sample (livekit's 5 s watchdog, the
+        # 12 s tool, 7 s of buffered audio) and their targets are bounds, so 3.
         Scenario(
             "S1", "interrupt mid-playout, sink confirms at once", 0.0,
             1000, 20, 30, 3, False, 60.0, 5.0, 0.005, 0.005,
@@ -167,6 +179,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "S7", "S1 with the loop busy (8 ms CPU every 10 ms)", 0.0,
             100, 10, 20, 2, False, 40.0, 3.0, 0.005, 0.005,
+        ),
+        # S8: S3 with a sink that had buffered the whole 8 s reply, so after the
+        # interrupt (1 s in) its audio plays on for 7 s: longer than the 2 s grace
+        # and livekit's 5 s watchdog. Every wait that ends before then is early.
+        Scenario(
+            "S8", "S3 with a sink that buffered the whole reply (its audio plays on for 7 s)",
+            math.inf, 3, 1, 3, 1, True, 60.0, 15.0, 8.0, 0.5, fresh_session=True,
+            kind="long-wait", sink_buffer_s=math.inf,
         ),
     )
 }
