@@ -1,0 +1,557 @@
+"""The rules of the user's turn: barge-in, false interruptions, user turns, states.
+
+Theory of operation
+-------------------
+This module decides what the user's voice *means*; it never awaits and imports no
+trio. The trio driver (``_voice.py``) feeds :class:`TurnRules` with plain method
+calls, each stamped with an explicit ``now`` (seconds on any monotonic clock), and
+executes the returned actions in order. It also calls :meth:`TurnRules.tick` at
+:meth:`TurnRules.next_deadline`. Speeches are opaque hashable keys; the driver
+reports what it knows about one with :class:`SpeechFacts`.
+
+Inputs: the VAD's start of speech, inference (with the current ``speech_duration``)
+and end of speech; the STT's interim and final transcripts; timer expiry; facts
+about the agent's speeches; and the commit of a completed turn.
+
+The rules, with livekit's option names (:class:`TurnOptions`):
+
+1. **Utterances.** The user speaks from a start of speech to an end of speech. A
+   start of speech within ``min_endpointing_delay`` of the previous end continues the
+   same utterance and the same turn; any later one begins a new utterance, and the
+   utterance's word count starts again at 0. Words are counted with ``str.split``
+   over the utterance's final transcripts plus its latest interim one; words are
+   never counted across utterances or across the agent's turn.
+2. **Barge-in.** While a speech's audio is playing (its first frame went out) and it
+   is interruptible, user speech with ``speech_duration >= min_interruption_duration``
+   and, when ``min_interruption_words > 0``, at least that many words in the current
+   utterance, takes effect at once: the speech is paused (:class:`PauseAudio`) if its
+   sink can pause and pausing is on (``resume_false_interruption`` and a
+   ``false_interruption_timeout`` that is not None); otherwise it is interrupted
+   (:class:`InterruptSpeech`, source ``"audio_activity"``). It is checked on every
+   inference, every transcript and every fact update (audio that starts while the
+   user already talks is barged in on at its first frame). Shorter speech does
+   nothing. A protected speech is never paused or interrupted; the words are kept.
+3. **Confirmed.** A paused speech is interrupted (source ``"user_turn"``) as soon as
+   the current utterance's final transcripts hold ``max(1, min_interruption_words)``
+   words, and when a user turn completes while it is paused.
+4. **False.** At the end of the user's speech a paused speech arms a timer of
+   ``false_interruption_timeout``; a new start of speech stops it until the next end
+   of speech. When it expires the speech resumes where it paused
+   (:class:`ResumeAudio` with ``false_interruption=True``; the driver emits
+   ``FalseInterruption(resumed=...)`` from what the resume really did).
+5. **A pause never outlives its speech.** Facts saying the paused speech finished
+   (done or interrupted) or stopped playing drop the pause without resuming it
+   (:class:`ReleasePause`: the sink must not stay paused for the next speech). A
+   paused speech that becomes protected is resumed at once (it can no longer be
+   interrupted). A completed user turn interrupts the paused speech. So a resume
+   never lands on a speech that is done, interrupted or superseded by a newer turn;
+   the driver re-checks at execution time as well.
+6. **Backchannel.** With ``min_interruption_words = N > 0``, a turn of fewer than N
+   final words while the agent holds the floor (a speech playing or paused) is a
+   backchannel: no pause, no interrupt, no turn. Its text is kept and prepended to
+   the user's next turn.
+7. **User turns.** ``min_endpointing_delay`` after an end of speech, the final
+   transcripts received since the previous turn complete one turn
+   (:class:`CompleteUserTurn`, the texts joined in order, backchannel text first).
+   Interim text never counts, and interim text still waiting for its final holds the
+   turn open: otherwise its final would make a second turn. If the final text is not
+   complete at the endpoint, the first final to arrive while the user is silent
+   completes the turn on arrival (so does a final the VAD heard no speech for).
+   Each final text lands in exactly one turn. The driver then interrupts earlier interruptible speeches
+   (source ``"user_turn"``), waits for them and for protected ones, writes the user
+   message and schedules one reply (if ``auto_reply``), then reports
+   :meth:`TurnRules.turn_committed`.
+8. **States.** The user is ``"speaking"`` from start to end of speech, else
+   ``"listening"``. The agent (:func:`agent_state`) is ``"speaking"`` while a
+   speech's audio plays and is not paused, ``"thinking"`` from a completed turn
+   (with ``auto_reply``) to the first frame of its reply (or the reply's end without
+   audio), ``"listening"`` otherwise, ``"idle"`` only for a session without audio
+   input. Each change is returned as an action, once.
+9. **Without a VAD** (STT only) transcripts stand in for it: the first non-empty
+   transcript starts the user's speech and a final one ends it on arrival; barge-in
+   needs ``max(1, min_interruption_words)`` words and no duration. **Without an
+   STT** (VAD only) there are no words: barge-in goes by duration alone (a
+   ``min_interruption_words > 0`` then never barges in), a pause always ends in a
+   resume after the timeout, and there are no user turns.
+10. **Provisional pause** (``pause_on_speech_start``): a start of speech pauses a
+   pausable, interruptible playing speech at once. It becomes a real barge-in when
+   rule 2 holds; if the speech ends before that, the audio resumes at once, with no
+   false-interruption event; words that confirm it (rule 3) interrupt it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Action",
+    "AgentState",
+    "AgentStateChange",
+    "CompleteUserTurn",
+    "InterruptSpeech",
+    "PauseAudio",
+    "ReleasePause",
+    "ResumeAudio",
+    "SpeechFacts",
+    "TranscriptReceived",
+    "TurnOptions",
+    "TurnRules",
+    "UserState",
+    "UserStateChange",
+    "agent_state",
+    "count_words",
+]
+
+UserState = Literal["listening", "speaking"]
+AgentState = Literal["idle", "listening", "thinking", "speaking"]
+InterruptSource = Literal["audio_activity", "user_turn"]
+
+
+def _seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        kind = "a number of seconds or None" if allow_none else "a number of seconds"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
+    if not (0 <= value < math.inf):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """How the user's voice interrupts the agent and ends a turn (livekit's names).
+
+    ``min_interruption_duration``: seconds of user speech (by the VAD) that barge in.
+    ``min_interruption_words``: words of the current utterance also needed (0: none);
+    fewer words while the agent speaks are a backchannel, kept for the next turn.
+    ``false_interruption_timeout``: seconds of silence after the user's speech with no
+    words before a paused speech resumes. ``None`` disables pausing, as in livekit:
+    a barge-in then interrupts the speech at once (source ``"audio_activity"``) and
+    nothing is ever resumed.
+    ``resume_false_interruption``: pause (and later resume) instead of interrupting,
+    when the sink can pause. False: a barge-in interrupts.
+    ``min_endpointing_delay``: seconds of silence after the user's speech that end
+    the user's turn.
+    ``auto_reply``: schedule one reply per completed turn; False only records the
+    user's message (call ``generate_reply`` yourself).
+    ``pause_on_speech_start``: pause at the VAD's start of speech already, and resume
+    at once if the speech ends before it counts as a barge-in.
+    """
+
+    min_interruption_duration: float = 0.5
+    min_interruption_words: int = 0
+    false_interruption_timeout: float | None = 2.0
+    resume_false_interruption: bool = True
+    min_endpointing_delay: float = 0.5
+    auto_reply: bool = True
+    pause_on_speech_start: bool = False
+
+    def __post_init__(self) -> None:
+        _seconds("min_interruption_duration", self.min_interruption_duration)
+        _seconds("false_interruption_timeout", self.false_interruption_timeout, allow_none=True)
+        _seconds("min_endpointing_delay", self.min_endpointing_delay)
+        words = self.min_interruption_words
+        if not isinstance(words, int) or isinstance(words, bool):
+            raise TypeError(f"min_interruption_words must be an int, got {type(words).__name__}")
+        if words < 0:
+            raise ValueError(f"min_interruption_words must be >= 0, got {words}")
+        for name in ("resume_false_interruption", "auto_reply", "pause_on_speech_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+
+    @property
+    def pause_enabled(self) -> bool:
+        """Whether a barge-in pauses a pausable sink instead of interrupting."""
+        return self.resume_false_interruption and self.false_interruption_timeout is not None
+
+
+@dataclass(frozen=True)
+class SpeechFacts:
+    """What the driver knows about one speech right now.
+
+    ``interruptible``: a non-forced interrupt would be accepted (not protected).
+    ``playing``: its current step's audio has started (first frame) and not finished
+    (also while paused).
+    ``pausable``: the sink playing it can pause.
+    ``finished``: done or interrupted: its audio will never play again.
+    """
+
+    interruptible: bool = True
+    playing: bool = False
+    pausable: bool = False
+    finished: bool = False
+
+
+# -- actions, executed by the driver in order ------------------------------------------
+@dataclass(frozen=True)
+class PauseAudio:
+    speech: Hashable
+    provisional: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeAudio:
+    """Resume a paused speech; ``false_interruption``: emit ``FalseInterruption``."""
+
+    speech: Hashable
+    false_interruption: bool
+
+
+@dataclass(frozen=True)
+class ReleasePause:
+    """The pause is over without a resume (the speech ended or was interrupted):
+    make sure the sink is not left paused, without playing any of this speech."""
+
+    speech: Hashable
+
+
+@dataclass(frozen=True)
+class InterruptSpeech:
+    speech: Hashable
+    source: InterruptSource
+
+
+@dataclass(frozen=True)
+class CompleteUserTurn:
+    """One user turn: write ``text`` as the user message; ``reply``: schedule a reply."""
+
+    text: str
+    reply: bool
+
+
+@dataclass(frozen=True)
+class UserStateChange:
+    old: UserState
+    new: UserState
+
+
+@dataclass(frozen=True)
+class AgentStateChange:
+    old: AgentState
+    new: AgentState
+
+
+@dataclass(frozen=True)
+class TranscriptReceived:
+    text: str
+    final: bool
+
+
+Action = (PauseAudio | ResumeAudio | ReleasePause | InterruptSpeech | CompleteUserTurn
+          | UserStateChange | AgentStateChange | TranscriptReceived)
+
+
+def count_words(text: str) -> int:
+    """Words as the rules count them (whitespace-separated)."""
+    return len(text.split())
+
+
+def agent_state(*, has_audio_input: bool, audio_playing: bool, thinking: bool) -> AgentState:
+    """livekit's agent states. ``audio_playing`` excludes paused audio."""
+    if audio_playing:
+        return "speaking"
+    if thinking:
+        return "thinking"
+    return "listening" if has_audio_input else "idle"
+
+
+class TurnRules:
+    """The user-turn rules of one session (see the module docstring)."""
+
+    def __init__(self, options: TurnOptions | None = None, *, has_vad: bool = True,
+                 has_stt: bool = True) -> None:
+        if options is None:
+            options = TurnOptions()
+        if not isinstance(options, TurnOptions):
+            raise TypeError(f"options must be a TurnOptions, got {type(options).__name__}")
+        if not (has_vad or has_stt):
+            raise ValueError("the rules need a VAD, an STT or both")
+        self.options = options
+        self.has_vad = has_vad
+        self.has_stt = has_stt
+        # the user
+        self._speaking = False
+        self._duration = 0.0  # speech_duration of the current speech
+        self._utt_final_words = 0
+        self._utt_interim = ""
+        self._endpoint_at: float | None = None  # end of speech + endpointing delay
+        self._finals: list[str] = []  # final texts of the open turn
+        self._carry: list[str] = []  # backchannel texts for the next turn
+        # the agent
+        self._speeches: dict[Hashable, SpeechFacts] = {}
+        self._paused: Hashable | None = None
+        self._provisional = False
+        self._resume_at: float | None = None
+        self._uncommitted = 0  # completed turns not yet committed by the driver
+        self._reply: Hashable | None = None  # reply awaiting its first frame
+        # reported states
+        self._user_state: UserState = "listening"
+        self._agent_state: AgentState = "listening"
+
+    # -- read-only ----------------------------------------------------------------
+    @property
+    def user_state(self) -> UserState:
+        return self._user_state
+
+    @property
+    def agent_state(self) -> AgentState:
+        return self._agent_state
+
+    @property
+    def paused_speech(self) -> Hashable | None:
+        return self._paused
+
+    @property
+    def pending_text(self) -> str:
+        """Final text not yet in a completed turn (backchannel text first)."""
+        return " ".join(self._carry + self._finals)
+
+    @property
+    def user_speaking(self) -> bool:
+        return self._speaking
+
+    def tracked_speeches(self) -> tuple[Hashable, ...]:
+        """Speeches whose facts the driver should refresh before each input."""
+        keys = dict.fromkeys(self._speeches)
+        if self._reply is not None:
+            keys[self._reply] = None
+        return tuple(keys)
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` must be called next (``math.inf``: no timer)."""
+        return min(t for t in (self._endpoint_at, self._resume_at, math.inf) if t is not None)
+
+    # -- inputs: the VAD ---------------------------------------------------------------
+    def start_of_speech(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        self._run_due(now, out)
+        if not self._speaking:
+            self._begin_speech(now, out)
+        return self._settle(out)
+
+    def inference(self, now: float, speech_duration: float) -> list[Action]:
+        """One VAD window; ``speech_duration`` counts only while the user speaks."""
+        out: list[Action] = []
+        self._run_due(now, out)
+        if self._speaking:
+            self._duration = max(self._duration, speech_duration)
+            self._check_barge_in(out)
+        return self._settle(out)
+
+    def end_of_speech(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        self._run_due(now, out)
+        if self._speaking:
+            self._end_speech(now, out)
+        return self._settle(out)
+
+    # -- inputs: the STT -----------------------------------------------------------------
+    def transcript(self, now: float, text: str, final: bool) -> list[Action]:
+        out: list[Action] = []
+        self._run_due(now, out)
+        out.append(TranscriptReceived(text, final))
+        words = count_words(text)
+        if not self.has_vad and not self._speaking and words:
+            self._begin_speech(now, out)
+        if final:
+            self._utt_interim = ""
+            if words:
+                self._finals.append(" ".join(text.split()))
+                self._utt_final_words += words
+        else:
+            self._utt_interim = text
+        if (final and self._paused is not None
+                and self._utt_final_words >= max(1, self.options.min_interruption_words)):
+            self._interrupt_paused(out)
+        self._check_barge_in(out)
+        if not self.has_vad and final and self._speaking:
+            self._end_speech(now, out)
+        elif final and words and not self._speaking and self._endpoint_at is None:
+            self._complete_turn(out)  # the endpoint passed (or the VAD heard nothing)
+        return self._settle(out)
+
+    # -- inputs: time and the agent ------------------------------------------------------
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        self._run_due(now, out)
+        return self._settle(out)
+
+    def speech_update(self, now: float, speech: Hashable, facts: SpeechFacts) -> list[Action]:
+        """What the driver now knows about ``speech`` (report every change, and its end)."""
+        out: list[Action] = []
+        self._run_due(now, out)
+        if facts.finished:
+            self._speeches.pop(speech, None)
+            if speech == self._reply:
+                self._reply = None  # ended without a first frame
+        else:
+            self._speeches[speech] = facts
+            if speech == self._reply and facts.playing:
+                self._reply = None  # its first frame: no longer thinking
+        if speech == self._paused:
+            if facts.finished or not facts.playing:
+                self._drop_pause(out)
+            elif not facts.interruptible:
+                self._clear_pause()
+                out.append(ResumeAudio(speech, false_interruption=False))
+        self._check_barge_in(out)
+        return self._settle(out)
+
+    def turn_committed(self, now: float, reply: Hashable | None) -> list[Action]:
+        """The driver wrote one completed turn; ``reply`` is the speech it scheduled."""
+        if self._uncommitted == 0:
+            raise ValueError("turn_committed() without a CompleteUserTurn to commit")
+        out: list[Action] = []
+        self._run_due(now, out)
+        self._uncommitted -= 1
+        if reply is not None:
+            facts = self._speeches.get(reply)
+            self._reply = None if facts is not None and facts.playing else reply
+        return self._settle(out)
+
+    # -- the rules ------------------------------------------------------------------------
+    def _playing(self) -> Hashable | None:
+        for key, facts in self._speeches.items():
+            if facts.playing:
+                return key
+        return None
+
+    def _utt_words(self) -> int:
+        return self._utt_final_words + count_words(self._utt_interim)
+
+    def _begin_speech(self, now: float, out: list[Action]) -> None:
+        if self._endpoint_at is None or now >= self._endpoint_at:
+            self._utt_final_words = 0  # a new utterance
+            self._utt_interim = ""
+        self._speaking = True
+        self._duration = 0.0
+        self._endpoint_at = None
+        self._resume_at = None  # stopped until the next end of speech
+        self._set_user("speaking", out)
+        target = self._playing()
+        if (self.options.pause_on_speech_start and self.has_vad and target is not None
+                and self._paused is None and self.options.pause_enabled):
+            facts = self._speeches[target]
+            if facts.interruptible and facts.pausable:
+                self._paused, self._provisional = target, True
+                out.append(PauseAudio(target, provisional=True))
+
+    def _end_speech(self, now: float, out: list[Action]) -> None:
+        self._speaking = False
+        self._duration = 0.0
+        self._endpoint_at = now + self.options.min_endpointing_delay
+        self._set_user("listening", out)
+        if self._paused is not None:
+            if self._provisional:
+                speech = self._paused
+                self._clear_pause()
+                out.append(ResumeAudio(speech, false_interruption=False))
+            else:
+                timeout = self.options.false_interruption_timeout
+                assert timeout is not None  # pausing needs one
+                self._resume_at = now + timeout
+
+    def _check_barge_in(self, out: list[Action]) -> None:
+        if not self._speaking:
+            return
+        target = self._playing()
+        if target is None:
+            return
+        facts = self._speeches[target]
+        if not facts.interruptible or (target == self._paused and not self._provisional):
+            return
+        words_needed = self.options.min_interruption_words
+        if self.has_vad:
+            if self._duration < self.options.min_interruption_duration:
+                return
+        else:
+            words_needed = max(1, words_needed)
+        if self._utt_words() < words_needed:
+            return
+        if facts.pausable and self.options.pause_enabled:
+            if target == self._paused:
+                self._provisional = False  # the provisional pause now counts
+            else:
+                self._paused, self._provisional = target, False
+                out.append(PauseAudio(target))
+        else:
+            if target == self._paused:
+                self._clear_pause()
+                out.append(InterruptSpeech(target, "audio_activity"))
+                out.append(ReleasePause(target))
+            else:
+                out.append(InterruptSpeech(target, "audio_activity"))
+            self._speeches.pop(target, None)
+
+    def _interrupt_paused(self, out: list[Action]) -> None:
+        speech = self._paused
+        assert speech is not None
+        self._clear_pause()
+        self._speeches.pop(speech, None)
+        out.append(InterruptSpeech(speech, "user_turn"))
+        out.append(ReleasePause(speech))
+
+    def _drop_pause(self, out: list[Action]) -> None:
+        speech = self._paused
+        assert speech is not None
+        self._clear_pause()
+        out.append(ReleasePause(speech))
+
+    def _clear_pause(self) -> None:
+        self._paused = None
+        self._provisional = False
+        self._resume_at = None
+
+    def _run_due(self, now: float, out: list[Action]) -> None:
+        # Deadlines in time order; on a tie the turn goes first: it supersedes a resume.
+        while True:
+            endpoint = self._endpoint_at if self._endpoint_at is not None else math.inf
+            resume = self._resume_at if self._resume_at is not None else math.inf
+            if min(endpoint, resume) > now:
+                return
+            if endpoint <= resume:
+                self._endpoint_at = None  # no final yet: the next one completes the turn
+                if self._finals and not self._utt_interim.strip():
+                    self._complete_turn(out)
+            else:
+                speech = self._paused
+                assert speech is not None
+                self._clear_pause()
+                out.append(ResumeAudio(speech, false_interruption=True))
+
+    def _complete_turn(self, out: list[Action]) -> None:
+        words = sum(count_words(t) for t in self._finals)
+        needed = self.options.min_interruption_words
+        holds_floor = self._paused is not None or self._playing() is not None
+        if needed and holds_floor and words < needed:
+            self._carry.extend(self._finals)  # a backchannel: kept for the next turn
+            self._finals.clear()
+            return
+        text = " ".join(self._carry + self._finals)
+        self._carry.clear()
+        self._finals.clear()
+        if self._paused is not None:
+            self._interrupt_paused(out)
+        self._uncommitted += 1
+        out.append(CompleteUserTurn(text, reply=self.options.auto_reply))
+
+    # -- states ------------------------------------------------------------------------------
+    def _set_user(self, new: UserState, out: list[Action]) -> None:
+        if new != self._user_state:
+            out.append(UserStateChange(self._user_state, new))
+            self._user_state = new
+
+    def _settle(self, out: list[Action]) -> list[Action]:
+        playing = self._playing()
+        new = agent_state(
+            has_audio_input=True,
+            audio_playing=playing is not None and playing != self._paused,
+            thinking=(self._uncommitted > 0 and self.options.auto_reply) or self._reply is not None,
+        )
+        if new != self._agent_state:
+            out.append(AgentStateChange(self._agent_state, new))
+            self._agent_state = new
+        return out
