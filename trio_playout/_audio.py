@@ -486,9 +486,14 @@ class RealtimeAudioSink(AudioOutput):
         # clear releases the writer at once; a pause holds it until resume.
         clears, waited = self._clears, False
         while clears == self._clears:
-            deadline = math.inf if self._paused_at is not None else end - self.buffer + self._shift
-            if trio.current_time() >= deadline:
-                break
+            if self._paused_at is not None:
+                if end - self.buffer <= self._frozen:
+                    break  # the buffer is not full
+                deadline = math.inf
+            else:
+                deadline = end - self.buffer + self._shift
+                if trio.current_time() >= deadline:
+                    break
             waited = True
             with trio.move_on_at(deadline):
                 await self._changed.wait()
@@ -576,8 +581,7 @@ class RealtimeAudioSink(AudioOutput):
                 if position > 0:
                     rec.stopped_at = track.silenced_at if track.silenced_at is not None else track.clear_at
                 else:  # never heard: it was dropped when the clear took effect
-                    rec.stopped_at = track.clear_at
-                    rec.started_at = min(rec.started_at, rec.stopped_at)
+                    rec.stopped_at = rec.started_at = track.clear_at
             rec.position, rec.interrupted = position, not track.natural
             if track.deaf:
                 logger.debug("deaf sink: segment %s played out, never confirmed", seg_id)
