@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -204,3 +205,32 @@ def test_ci_run_takes_the_interpreter_from_python_and_runs_the_readme_command(tm
 def test_ci_run_refuses_a_missing_interpreter(tmp_path: Path) -> None:
     code, log, left = _run_ci(tmp_path, 0, "python3.99-nowhere")
     assert code != 0 and log == "" and left == []
+
+
+# --- what the README and the package tell users ---------------------------------------------
+
+
+def test_readme_names_no_internal_documents_and_links_upstream() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for hidden in ("DESIGN", "issue 4", "section 3"):
+        assert hidden not in readme
+    numbers = re.findall(r"#(5359|5425|5700|7249)\b", readme)
+    assert "5359" in numbers and "5700" in numbers
+    for m in re.finditer(r"#(5359|5425|5700|7249)\b", readme):
+        linked = re.match(r"\]\(https://github\.com/livekit/agents/(issues|pull)/(\d+)\)",
+                          readme[m.end():])
+        assert readme[m.start() - 1] == "[" and linked and linked.group(2) == m.group(1), (
+            readme[m.start() - 40:m.end() + 40]
+        )
+    assert "bench-results/" in readme  # where python -m benchmarks writes its output
+    # the two set-up commands
+    assert "python -m pip install -e . && python -m trio_playout.demo" in readme
+    assert "python -m pip install -e '.[test]' && python -m pytest" in readme
+
+
+def test_license_file_is_the_one_pyproject_names() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^license = \{ text = "Apache-2.0" \}$', pyproject, re.MULTILINE)
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
