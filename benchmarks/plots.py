@@ -138,7 +138,7 @@ def write_plots(an: Analysis, results: Sequence[Mapping[str, object]], out: Path
         plt.close(fig)
         written.append(str(path))
     if an.scale:
-        fig, axes2 = plt.subplots(1, 3, figsize=(15, 4), squeeze=False)
+        fig, axes2 = plt.subplots(1, 3, figsize=(15, 5), squeeze=False)
         ax_all, ax_per, ax_mem = axes2[0]
         for impl in IMPLS:
             pts = an.scale.get(impl)
@@ -163,7 +163,15 @@ def write_plots(an: Analysis, results: Sequence[Mapping[str, object]], out: Path
             ax.set_ylabel(ylabel)
             ax.set_title(f"S6: {title}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7, title=OVERLAP_NOTE, title_fontsize=6)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                      title=OVERLAP_NOTE, title_fontsize=7, frameon=False)
+        zero_rss = [
+            f"{impl} N={p['n']}" for impl in IMPLS for p in an.scale.get(impl, [])
+            if cast(float, p["bytes_per_conversation"]) <= 0
+        ]
+        if zero_rss:  # a log axis cannot show 0: say so instead of dropping it silently
+            ax_mem.text(0.98, 0.02, "not drawn (0 KiB): " + ", ".join(zero_rss), ha="right",
+                        transform=ax_mem.transAxes, fontsize=7, va="bottom")
         fig.tight_layout()
         path = out / "scale.png"
         fig.savefig(path, dpi=100)
