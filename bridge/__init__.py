@@ -43,6 +43,7 @@ __all__ = [
     "NotInstalledError",
     "RunContext",
     "ToolSignatureError",
+    "UnexpectedCancelError",
     "aio",
     "function_tool",
     "install",
@@ -61,6 +62,7 @@ _LAZY: dict[str, str] = {
     "CircularWaitError": "bridge._errors",
     "NotInstalledError": "bridge._errors",
     "ToolSignatureError": "bridge._errors",
+    "UnexpectedCancelError": "bridge._errors",
     "open_loop": "bridge._loop",
     "run": "bridge._loop",
     "install": "bridge._loop",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
         CircularWaitError,
         NotInstalledError,
         ToolSignatureError,
+        UnexpectedCancelError,
     )
     from bridge._grace import with_sink_grace
     from bridge._loop import install, open_loop, run

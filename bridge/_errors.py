@@ -8,6 +8,8 @@ raises in the same situation, so code ported from a stock livekit tool keeps wor
     ├── CircularWaitError               (RuntimeError) a tool waits for its own speech
     ├── AlreadyInterruptedError         (RuntimeError) protecting a speech that was
     │                                   already interrupted
+    ├── UnexpectedCancelError           (RuntimeError) a tool's trio body ended in
+    │                                   asyncio.CancelledError nobody asked for
     └── ToolSignatureError              (TypeError) a function the bridge cannot wrap
 
 The interrupted outcome of a bridged tool call is not an exception the user sees: the
@@ -22,6 +24,7 @@ __all__ = [
     "CircularWaitError",
     "NotInstalledError",
     "ToolSignatureError",
+    "UnexpectedCancelError",
 ]
 
 
@@ -54,6 +57,20 @@ class AlreadyInterruptedError(BridgeError, RuntimeError):
     An interrupt cannot be taken back; livekit raises ``RuntimeError`` here too. Check
     ``ctx.interrupted`` first, or protect the tool at definition time with
     ``@bridge.function_tool(interruptible=False)``.
+    """
+
+
+class UnexpectedCancelError(BridgeError, RuntimeError):
+    """A bridged tool's trio body ended in ``asyncio.CancelledError`` that no cancel of
+    the call explains.
+
+    Trio code is cancelled by trio, so this is an asyncio cancellation leaking into it:
+    the body raised it, or an asyncio task it awaited through ``bridge.aio`` was
+    cancelled by someone else (livekit cancels its own tasks at teardown). Passed on as
+    is, livekit would take it for a cancel of the whole call; the bridge reports it as
+    this error instead (one error output, ``__cause__`` holds the original), and the
+    session goes on. Catch ``asyncio.CancelledError`` around the ``bridge.aio`` call if
+    the tool can carry on without that task.
     """
 
 

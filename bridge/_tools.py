@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
@@ -31,9 +32,12 @@ from livekit.agents.voice.events import RunContext as LkRunContext
 from trio_playout._state import IllegalTransition, ToolCallPhase, ToolCallState
 
 from . import _lk
-from ._errors import AlreadyInterruptedError, ToolSignatureError
+from ._errors import AlreadyInterruptedError, ToolSignatureError, UnexpectedCancelError
 from ._loop import current_bridge_loop, install
 from ._playout import _current_call, aio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "INTERRUPTED_OUTPUT_PREFIX",
@@ -187,13 +191,13 @@ async def _run_bridged(
 
     fut: asyncio.Future[tuple[bool, Any]] = loop.trio_as_future(body)
     try:
-        while True:
+        # asyncio.wait never raises the body's outcome, so a CancelledError here always
+        # means this asyncio task was cancelled, never that the body ended in one (which
+        # a shielded await of the future cannot tell apart: it spun on the done future).
+        while not fut.done():
             try:
-                completed, value = await asyncio.shield(fut)
-                break
+                await asyncio.wait((fut,))
             except asyncio.CancelledError:
-                if fut.cancelled():
-                    raise  # the loop itself is shutting the trio task down
                 # livekit cancelled this asyncio task (teardown, executor cancel). The
                 # trio body hears about it once, through the state machine, or never if
                 # it is protected; we keep waiting for it to finish either way.
@@ -201,6 +205,21 @@ async def _run_bridged(
                 task = asyncio.current_task()
                 if task is not None and hasattr(task, "uncancel"):
                     task.uncancel()  # absorbed: keep asyncio's cancelling() count honest
+        if fut.cancelled():
+            raise asyncio.CancelledError  # the loop itself shut the trio task down
+        error = fut.exception()
+        if error is None:
+            completed, value = fut.result()
+        elif _is_stray_cancel(error) and state.deliveries:
+            completed, value = False, None  # the body answered our cancel, asyncio-style
+        elif _is_stray_cancel(error):
+            raise UnexpectedCancelError(
+                f"tool {name!r} ended in asyncio.CancelledError, but nothing cancelled the "
+                "call (an asyncio task it awaited through bridge.aio was cancelled by "
+                "someone else, or the body raised it)"
+            ) from error
+        else:
+            raise error
     except BaseException as exc:
         if not state.phase.terminal:
             if isinstance(exc, asyncio.CancelledError):
@@ -217,6 +236,18 @@ async def _run_bridged(
     output = f"{INTERRUPTED_OUTPUT_PREFIX} {state.cancel_source}"
     state.finish(ToolCallPhase.INTERRUPTED, output)
     raise lk_llm.ToolError(output)
+
+
+def _is_stray_cancel(exc: BaseException) -> bool:
+    """``asyncio.CancelledError``, alone or in a trio nursery's group (and no KeyboardInterrupt
+    or SystemExit, which keep their meaning)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    if isinstance(exc, BaseExceptionGroup) and not isinstance(exc, Exception):
+        cancels, _ = exc.split(asyncio.CancelledError)
+        fatal, _ = exc.split((KeyboardInterrupt, SystemExit))
+        return cancels is not None and fatal is None
+    return False
 
 
 ToolFn = Callable[..., Awaitable[Any]]
