@@ -6,12 +6,13 @@ the tests interrupt 1 s in. ``t_int`` is the interrupt's time; durations are rel
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import pytest
 import trio
-from harness import ToolProbe, preamble_then_tool, running_session, watchdog_fired
+from harness import PREAMBLE, ToolProbe, preamble_then_tool, running_session, watchdog_fired
 from livekit.agents import RunContext as LkRunContext
 from livekit.agents import function_tool as lk_function_tool
 from livekit.agents.llm import ToolError
@@ -379,3 +380,38 @@ async def test_session_closed_while_tool_runs(autojump_clock: trio.abc.Clock, in
         # a protected tool is awaited (livekit drains non-cancellable tools), never cancelled
         assert closed_after == pytest.approx(11.0, abs=0.05)
         assert probe.cancelled == [] and len(probe.finished) == 1
+
+
+async def test_interrupted_call_is_not_logged_as_a_tool_error(
+    autojump_clock: trio.abc.Clock, caplog: Any
+) -> None:
+    """An interrupt is not an error: livekit's "ToolError while executing tool" warning
+    stays out of the log for the interrupted output; a real ToolError still gets it."""
+    caplog.set_level(logging.DEBUG)
+    probe = ToolProbe()
+    tool = probe.slow_tool("lookup", 12.0)
+
+    @bridge.function_tool
+    async def no_city() -> str:
+        """Fails politely."""
+        raise ToolError("no such city")
+
+    replies = [
+        Reply(text=PREAMBLE, tool_calls=[ToolCall("lookup", {}, "c1"), ToolCall("no_city", {}, "e1")]),
+    ]
+    async with running_session([tool, no_city], replies) as env:
+        handle = env.session.generate_reply(user_input="weather?")
+        await trio.sleep(1.0)
+        handle.interrupt()
+        await bridge.wait_for_playout(handle)
+        await trio.sleep(1.0)
+        (out,) = env.outputs("c1")
+        assert bridge.is_interrupted_output(out)
+        (err,) = env.outputs("e1")
+        assert err.output == "no such city"
+    warned = [r for r in caplog.records if r.getMessage() == "ToolError while executing tool"]
+    assert [getattr(r, "lk.pii.error", None) for r in warned] == ["no such city"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "interrupted" in r.getMessage()]
+    # the bridge still says what happened, quietly
+    (note,) = [r for r in caplog.records if r.name == "bridge" and "c1" in r.getMessage()]
+    assert note.levelno == logging.DEBUG and "interrupted" in note.getMessage()
