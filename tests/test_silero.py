@@ -1,0 +1,277 @@
+"""The real Silero VAD (trio_playout.silero) on real speech, in virtual time.
+
+The user's speech is generated with espeak-ng (trio_playout.espeak, a test-only
+GPL extra), placed in silence at a known time and paced like a microphone on trio's
+clock. The model runs inline on the trio thread, so it works under MockClock.
+
+Measured on this machine class (espeak en-us, four phrases, inputs at 8, 16, 22.05
+and 48 kHz): START_OF_SPEECH 0.05-0.17 s after the first audible sample (two 32 ms
+windows over the threshold for min_speech_duration 0.05, later on a soft /s/), and
+END_OF_SPEECH 0.58-0.67 s after the last one (min_silence_duration 0.55). The bounds
+below leave room for that spread and still fail on a VAD that is a few windows off.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+import trio
+import trio.testing
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("onnxruntime")
+
+import trio_playout as tp  # noqa: E402
+from trio_playout._resample import StreamResampler, float_to_pcm16, pcm16_to_float_mono  # noqa: E402
+from trio_playout.silero import (  # noqa: E402
+    ModelNotFoundError,
+    SileroModel,
+    SileroVAD,
+    SpeechDetector,
+    VoiceOptionsError,
+    find_model,
+    new_session,
+)
+from trio_playout.testing import PacedAudio, SilentInput  # noqa: E402
+
+T = tp.VADEventType
+LEAD = 1.0  # seconds of silence before the speech
+PHRASES = ["Hello there, I would like to book a table for two people tonight please.",
+           "Stop, wait a second."]
+
+
+def _espeak() -> object:
+    try:
+        from trio_playout.espeak import EspeakTTS
+        return EspeakTTS()
+    except tp.PlayoutError as exc:  # library missing
+        pytest.skip(f"espeak-ng unavailable: {exc}")
+
+
+@pytest.fixture(scope="module")
+def speech_22k() -> dict[str, tp.AudioFrame]:
+    tts = _espeak()
+    return {text: tts.render_sync(text) for text in PHRASES}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVAD:
+    return SileroVAD()
+
+
+def _resample(frame: tp.AudioFrame, rate: int, channels: int = 1) -> tp.AudioFrame:
+    mono = StreamResampler(frame.sample_rate, rate).push(pcm16_to_float_mono(frame.data, frame.num_channels))
+    if channels > 1:
+        mono = np.repeat(mono, channels)
+    return tp.AudioFrame(float_to_pcm16(mono), rate, channels)
+
+
+def _audible(frame: tp.AudioFrame) -> tuple[float, float]:
+    """Seconds of the first and just after the last sample above 1% of full scale."""
+    x = np.abs(pcm16_to_float_mono(frame.data, frame.num_channels))
+    idx = np.nonzero(x > 0.01)[0]
+    return idx[0] / frame.sample_rate, (idx[-1] + 1) / frame.sample_rate
+
+
+async def _frames(source: PacedAudio | SilentInput) -> AsyncIterator[tp.AudioFrame]:
+    async for frame in source:
+        yield frame
+
+
+async def _run(vad: SileroVAD, source: PacedAudio | SilentInput) -> list[tuple[float, tp.VADEvent]]:
+    """(clock seconds since start, event) for every event."""
+    t0 = trio.current_time()
+    return [(trio.current_time() - t0, e) async for e in vad.stream(_frames(source))]
+
+
+def _marks(events: Sequence[tuple[float, tp.VADEvent]]) -> list[tp.VADEvent]:
+    return [e for _, e in events if e.type is not T.INFERENCE]
+
+
+@pytest.mark.parametrize("rate,channels", [(16000, 1), (22050, 1), (48000, 2), (8000, 1)])
+@pytest.mark.parametrize("text", PHRASES)
+async def test_speech_starts_and_ends_near_the_audio(
+        autojump_clock: trio.testing.MockClock, vad: SileroVAD, speech_22k: dict[str, tp.AudioFrame],
+        rate: int, channels: int, text: str) -> None:
+    speech = speech_22k[text]
+    if (rate, channels) != (speech.sample_rate, 1):
+        speech = _resample(speech, rate, channels)
+    first, last = _audible(speech)
+    onset, offset = LEAD + first, LEAD + last
+    source = PacedAudio([(LEAD, speech)], duration=LEAD + speech.duration + 1.5)
+    events = await _run(vad, source)
+
+    marks = _marks(events)
+    assert [e.type for e in marks] == [T.START_OF_SPEECH, T.END_OF_SPEECH]
+    start, end = marks
+    assert onset <= start.timestamp <= onset + 0.2
+    assert offset + vad.min_silence_duration <= end.timestamp <= offset + vad.min_silence_duration + 0.2
+    assert start.speech_duration >= vad.min_speech_duration
+    assert start.probability >= vad.activation_threshold
+    assert end.silence_duration >= vad.min_silence_duration
+
+    # Delivered in virtual time as the audio arrives: at most one 20 ms frame late.
+    for at, e in events:
+        assert e.timestamp - 1e-6 <= at <= e.timestamp + 0.02 + 1e-6
+    # One INFERENCE per 32 ms window, consistent with the start/end events.
+    inferences = [e for _, e in events if e.type is T.INFERENCE]
+    assert [round(e.timestamp, 6) for e in inferences] == [
+        round((k + 1) * 0.032, 6) for k in range(len(inferences))]
+    for e in inferences:
+        in_speech = start.timestamp <= e.timestamp < end.timestamp
+        assert (e.speech_duration > 0) == in_speech
+        assert (e.silence_duration > 0) == (not in_speech)
+        assert 0.0 <= e.probability <= 1.0
+
+
+async def test_frame_size_does_not_change_the_result(
+        vad: SileroVAD, speech_22k: dict[str, tp.AudioFrame]) -> None:
+    """Streaming in 10 ms frames or in one piece gives the same windows and probabilities."""
+    speech = speech_22k[PHRASES[1]]
+
+    async def frames(step: int) -> AsyncIterator[tp.AudioFrame]:
+        for i in range(0, len(speech.data), 2 * step):
+            yield tp.AudioFrame(speech.data[i:i + 2 * step], speech.sample_rate)
+        await trio.lowlevel.checkpoint()
+
+    small = [e async for e in vad.stream(frames(220))]
+    whole = [e async for e in vad.stream(frames(len(speech.data)))]
+    assert len(small) == len(whole) > 40
+    assert [e.type for e in small] == [e.type for e in whole]
+    assert [e.probability for e in small] == pytest.approx([e.probability for e in whole], abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_noise_burst_and_click_do_not_start_speech(
+        autojump_clock: trio.testing.MockClock, vad: SileroVAD, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    noise = tp.AudioFrame(float_to_pcm16(np.clip(rng.normal(0.0, 0.3, 3200), -1, 1)), 16000)  # 0.2 s
+    click = np.zeros(160)
+    click[:10], click[10:20] = 0.9, -0.9
+    source = PacedAudio([(0.5, noise), (1.5, tp.AudioFrame(float_to_pcm16(click), 16000))],
+                        duration=2.5)
+    events = await _run(vad, source)
+    assert _marks(events) == []
+    assert len(events) == int(2.5 / 0.032)
+    assert max(e.probability for _, e in events) < 0.2
+
+
+async def test_noise_then_speech_starts_only_at_the_speech(
+        autojump_clock: trio.testing.MockClock, vad: SileroVAD,
+        speech_22k: dict[str, tp.AudioFrame]) -> None:
+    speech = _resample(speech_22k[PHRASES[0]], 16000)
+    noise = tp.AudioFrame(float_to_pcm16(np.random.default_rng(7).normal(0.0, 0.3, 3200)), 16000)
+    events = await _run(vad, PacedAudio([(0.3, noise), (1.0, speech)], then_silence=False))
+    marks = _marks(events)
+    assert marks and marks[0].type is T.START_OF_SPEECH
+    assert marks[0].timestamp >= 1.0 + _audible(speech)[0]
+
+
+async def test_silence_never_starts_speech(autojump_clock: trio.testing.MockClock, vad: SileroVAD) -> None:
+    events = await _run(vad, SilentInput(duration=3.0))
+    assert _marks(events) == []
+    assert len(events) == int(3.0 / 0.032)
+    last = events[-1][1]
+    assert last.silence_duration == pytest.approx(len(events) * 0.032)
+    assert last.speech_duration == 0.0
+
+
+async def test_one_vad_serves_independent_streams(
+        autojump_clock: trio.testing.MockClock, vad: SileroVAD,
+        speech_22k: dict[str, tp.AudioFrame]) -> None:
+    """Each stream has its own model state: speech in one does not leak into the other."""
+    speech = speech_22k[PHRASES[0]]
+    results: dict[str, list[tp.VADEvent]] = {}
+
+    async def run(name: str, source: PacedAudio | SilentInput) -> None:
+        results[name] = _marks(await _run(vad, source))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "speech", PacedAudio([(LEAD, speech)], duration=6.0))
+        nursery.start_soon(run, "silence", SilentInput(duration=6.0))
+    assert [e.type for e in results["speech"]] == [T.START_OF_SPEECH, T.END_OF_SPEECH]
+    assert results["silence"] == []
+
+
+def test_detector_rules() -> None:
+    """The pure rules: debounce, hysteresis, end after min_silence_duration."""
+    d = SpeechDetector(0.032, min_speech_duration=0.05, min_silence_duration=0.1,
+                       activation_threshold=0.5, deactivation_threshold=0.35)
+
+    def feed(*ps: float) -> list[tuple[T, float]]:
+        return [(e.type, round(e.timestamp, 3)) for p in ps for e in d.update(p) if e.type is not T.INFERENCE]
+
+    assert feed(0.9, 0.1) == []  # one window is a click
+    assert feed(0.6, 0.7) == [(T.START_OF_SPEECH, 0.128)]
+    assert feed(0.4, 0.36, 0.4) == []  # between the thresholds: still speech
+    assert d.speaking and d.speech_duration == pytest.approx(0.064 + 3 * 0.032)
+    assert feed(0.2, 0.2, 0.6, 0.2, 0.2) == []  # a short dip does not end it
+    assert feed(0.2) == []  # 3 windows: 0.096 s < min_silence_duration
+    assert feed(0.2) == [(T.END_OF_SPEECH, 0.448)]  # 4 windows: 0.128 s below 0.35
+    assert not d.speaking and d.silence_duration == pytest.approx(0.128)
+    assert feed(0.49, 0.49, 0.49) == []  # never reaches the activation threshold
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"min_speech_duration": -0.1},
+    {"min_silence_duration": float("nan")},
+    {"activation_threshold": 0.0},
+    {"activation_threshold": 1.5},
+    {"deactivation_threshold": 0.0},
+    {"activation_threshold": 0.4, "deactivation_threshold": 0.6},
+    {"sample_rate": 22050},
+    {"sample_rate": 48000},
+])
+def test_bad_options_raise_typed_errors(kwargs: dict[str, float]) -> None:
+    with pytest.raises(VoiceOptionsError) as info:
+        SileroVAD(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError) and isinstance(info.value, tp.PlayoutError)
+    assert next(iter(kwargs)) in str(info.value)
+
+
+def test_defaults_follow_livekit() -> None:
+    vad = SileroVAD()
+    assert (vad.min_speech_duration, vad.min_silence_duration, vad.activation_threshold,
+            vad.deactivation_threshold, vad.sample_rate) == (0.05, 0.55, 0.5, pytest.approx(0.35), 16000)
+    assert vad.window_duration == 0.032
+    assert SileroVAD(activation_threshold=0.1).deactivation_threshold == 0.01
+    assert isinstance(vad, tp.VAD)
+
+
+def test_missing_model_raises(tmp_path: object) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        SileroVAD(model_path="/nonexistent/silero_vad.onnx")
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_model_geometry_read_from_the_model() -> None:
+    session = new_session()
+    names = {i.name for i in session.get_inputs()}
+    assert names == {"input", "state", "sr"}
+    m16, m8 = SileroModel(session, 16000), SileroModel(session, 8000)
+    assert (m16.window, m16.context) == (512, 64)
+    assert (m8.window, m8.context) == (256, 32)
+    assert 0.0 <= m16(np.zeros(512, dtype=np.float32)) < 0.1
+
+
+def test_model_is_found_without_importing_livekit() -> None:
+    code = ("import sys, trio_playout.silero as s; p = s.find_model(); "
+            "assert p.name == 'silero_vad.onnx' and p.is_file(), p; "
+            "bad = [m for m in sys.modules if m.startswith('livekit')]; assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert find_model().stat().st_size > 1_000_000
+
+
+def test_core_import_stays_light_and_missing_extra_is_named() -> None:
+    light = ("import sys, trio_playout, trio_playout.testing; "
+             "heavy = [m for m in ('numpy', 'onnxruntime') if m in sys.modules]; assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    missing = ("import sys; sys.modules['onnxruntime'] = None\n"
+               "try:\n    import trio_playout.silero\nexcept ImportError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True)
+    assert "pip install 'trio-playout[vad]'" in result.stdout, result.stdout + result.stderr
