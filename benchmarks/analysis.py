@@ -133,25 +133,6 @@ def make_row(result: Result) -> Row:
     )
 
 
-def summary(an: Analysis) -> list[dict[str, object]]:
-    """Per scenario and implementation, the counts the report's table shows, for
-    results.json: how many waits returned before the audio stopped (``early``), how
-    many of those were the grace or the watchdog giving up (``early_gave_up``), and
-    what else went wrong."""
-    return [
-        {
-            "scenario": r.scenario, "impl": r.impl, "status": r.status, "n": r.n,
-            "early": r.early[0], "early_observed": r.early[1],
-            "early_gave_up": r.early_gave_up,
-            "clean": r.n - r.early[0] if r.early[1] == r.n else None,
-            "sink_timed_out": r.sink_timed_out[0] if r.sink_timed_out[1] else None,
-            "watchdog_fired": r.watchdog[0] if r.watchdog[1] else None,
-            "lost_records": r.lost_records, "after_done": r.running_after_done,
-        }
-        for r in an.rows
-    ]
-
-
 @dataclass
 class Verdict:
     """One target: met, missed, or not measured, and why."""
@@ -205,6 +186,25 @@ def analyse(results: Sequence[Result], *, sink_grace_s: float = 2.0) -> Analysis
             row.ratio_p99 = row.wait.p99 / base.wait.p99 if base.wait.p99 > 0 else None
     an.verdicts = list(_verdicts(an, results, sink_grace_s))
     return an
+
+
+def summary(an: Analysis) -> list[dict[str, object]]:
+    """Per scenario and implementation, the counts the report's table shows, for
+    results.json: how many waits returned before the audio stopped (``early``), how
+    many of those were the grace or the watchdog giving up (``early_gave_up``), and
+    what else went wrong."""
+    return [
+        {
+            "scenario": r.scenario, "impl": r.impl, "status": r.status, "n": r.n,
+            "early": r.early[0], "early_observed": r.early[1],
+            "early_gave_up": r.early_gave_up,
+            "clean": r.n - r.early[0] if r.early[1] == r.n else None,
+            "sink_timed_out": r.sink_timed_out[0] if r.sink_timed_out[1] else None,
+            "watchdog_fired": r.watchdog[0] if r.watchdog[1] else None,
+            "lost_records": r.lost_records, "after_done": r.running_after_done,
+        }
+        for r in an.rows
+    ]
 
 
 def _lag_after_stop(result: Result, *, include_tool: bool) -> list[float]:
@@ -313,7 +313,7 @@ def _verdicts(an: Analysis, results: Sequence[Result], grace_s: float) -> Iterab
         for impl in ("trio-native", "bridge"):
             bound = (grace_s + 0.05) if sc == "S3" else 0.1
             what = f"sink_grace ({grace_s:g} s)" if sc == "S3" else "the tool's cancellation"
-            t = f"{sc} {impl}: bounded by {what}, zero lost records"
+            t = f"{sc} {impl}: bounded by {what}, zero lost records, no unflagged early return"
             r = an.row(sc, impl)
             if r is None or r.wait is None:
                 yield missing(t, f"{impl}/{sc}")

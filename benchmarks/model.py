@@ -53,7 +53,8 @@ class Sample:
     #: history records written after the wait returned.
     late_writes: int = 0
     #: the implementation says the sink did not confirm in time (trio-native:
-    #: ``SpeechHandle.sink_timed_out``), when it exposes that.
+    #: ``SpeechHandle.sink_timed_out``; bridge: ``with_sink_grace``'s grace
+    #: expired), when it exposes that.
     sink_timed_out: bool | None = None
     #: livekit's 5 s INTERRUPTION_TIMEOUT watchdog fired for this speech.
     watchdog_fired: bool | None = None
