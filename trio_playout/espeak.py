@@ -307,7 +307,7 @@ def _check_int(name: str, value: int, lo: int, hi: int) -> int:
 class EspeakTTS:
     """The :class:`~trio_playout.TTS` protocol with espeak-ng (GPL-3.0, extra ``espeak``).
 
-    ``voice`` is an espeak-ng voice name (``"en-us"``, ``"en-gb"``, ``"fr"``...);
+    ``voice`` is an espeak-ng voice name (``"en-us"``, ``"en"`` (British), ``"fr"``...);
     ``rate`` in words per minute (80-450), ``pitch`` 0-100, ``volume`` 0-200,
     ``word_gap`` extra pause between words in units of 10 ms. Audio is 16-bit mono at
     the engine's rate (:attr:`sample_rate`, 22050 Hz) in frames of ``frame_duration``.
