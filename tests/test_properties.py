@@ -1,7 +1,11 @@
-"""Random schedules of speeches, tools, interrupts and sinks (issue 2, item 9).
+"""Random schedules of speeches, tools, interrupts and sinks (issue 2 item 9, issue 7).
 
 Each example runs a whole session in virtual time and checks the invariants of
-DESIGN section 3 on what happened.
+DESIGN section 3 on what happened. The random programs (20-80 operations) also
+interrupt after any number of scheduler passes, against immediate, avatar-like,
+slow and deaf sinks with generous or back-pressured buffers, and check that a
+done speech's audio was confirmed stopped (or the speech says the sink timed out).
+With item 2 of issue 7 reverted they fail within a few seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import trio
+import trio.lowlevel
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -179,6 +184,14 @@ async def run_schedule(
 
         history = list(session.history)
 
+    check_contracts(history, handles, seen, texts, interrupted_at, done_at, items_at_done, grace)
+
+
+def check_contracts(
+    history: list[tp.ChatItem], handles: list[tp.SpeechHandle], seen: Observed, texts: set[str],
+    interrupted_at: dict[str, float], done_at: dict[str, float], items_at_done: dict[str, int],
+    grace: float,
+) -> None:
     # Every call_id has exactly one output; every output has its call.
     calls = [i.call_id for i in history if isinstance(i, tp.FunctionCall)]
     outs = [i.call_id for i in history if isinstance(i, tp.FunctionCallOutput)]
@@ -205,10 +218,12 @@ async def run_schedule(
                 if run.tool is not None and not run.tool.interruptible:
                     bound = max(bound, *seen.alive.get(run.call.call_id, [0.0]))
             assert done_at[h.id] <= bound + 1e-6, (h, done_at[h.id], bound)
-    # Heard text is a prefix of what was to be said.
+    # Heard text is a prefix of what was to be said; all of it if not interrupted.
     for item in history:
         if isinstance(item, tp.ChatMessage) and item.role == "assistant":
             assert any(t.startswith(item.text) for t in texts), item
+            if not item.interrupted:
+                assert item.text in texts, item
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -218,4 +233,175 @@ def test_random_schedules_keep_the_contracts(
 ) -> None:
     plans, interrupts, clear_delay, grace = schedule
     trio.run(run_schedule, plans, interrupts, clear_delay, grace,
+             clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- random programs (issue 7): 20-80 operations, interrupts at any scheduler pass ------------
+
+@dataclass(frozen=True)
+class Say:
+    words: int
+    allow_interruptions: bool
+    priority: tp.SpeechPriority
+
+
+@dataclass(frozen=True)
+class Reply:
+    words: int
+    allow_interruptions: bool
+    priority: tp.SpeechPriority
+    tools: tuple[tuple[ToolPlan, str], ...]  # (plan, call id mode)
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    passes: int  # scheduler passes to let run first (no virtual time passes)
+    target: int | None  # index into the handles made so far (modulo); None: Session.interrupt()
+    source: str
+    force: bool
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Op = Say | Reply | Interrupt | Sleep
+
+priorities = st.sampled_from(list(tp.SpeechPriority))
+# Call ids: the plan's own, none (the session makes one up), the previous call's
+# (a repeat), or one that looks generated.
+id_modes = st.sampled_from(["own", "own", "own", "none", "repeat", "call_1"])
+interrupt_ops = st.builds(Interrupt, passes=st.integers(0, 10),
+                          target=st.one_of(st.none(), st.integers(0, 100)),
+                          source=st.sampled_from(SOURCES), force=st.booleans())
+ops: st.SearchStrategy[Op] = st.one_of(
+    st.builds(Say, words=st.integers(1, 6), allow_interruptions=st.booleans(), priority=priorities),
+    st.builds(Reply, words=st.integers(1, 6), allow_interruptions=st.booleans(), priority=priorities,
+              tools=st.lists(st.tuples(tool_plans, id_modes), max_size=3).map(tuple)),
+    interrupt_ops,
+    interrupt_ops,  # twice as likely: interrupts are what breaks things
+    st.builds(Sleep, seconds=st.sampled_from([0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 2.0])),
+)
+# Immediate, avatar-like, slow and deaf sinks; buffers from generous to back-pressured.
+sink_kinds = st.tuples(st.sampled_from([0.0, 0.15, 0.5, math.inf]), st.sampled_from([0.2, 0.02, 0.001]))
+
+
+class OwnedSink(tp.RealtimeAudioSink):
+    """Remembers which speech each segment was opened for (the one speaking then)."""
+
+    def __init__(self, clear_delay: float, buffer: float) -> None:
+        super().__init__(clear_delay, buffer=buffer)
+        self.session: tp.Session | None = None
+        self.owner: dict[int, str | None] = {}
+
+    def on_segment_opened(self, segment: tp.PlaybackSegment) -> None:
+        super().on_segment_opened(segment)
+        current = self.session.current_speech if self.session is not None else None
+        self.owner[segment.id] = current.id if current is not None else None
+
+
+class ProgramLLM:
+    """Answers the speech that is speaking (its first step from its plan; later steps: done)."""
+
+    def __init__(self) -> None:
+        self.session: tp.Session | None = None
+        self.plans: dict[str, tuple[int, Reply]] = {}
+
+    @staticmethod
+    def text(i: int, plan: Reply) -> str:
+        return f"reply {i} " + " ".join(f"w{i}x{j}" for j in range(plan.words))
+
+    async def stream(self, request: tp.LLMRequest) -> AsyncIterator[tp.LLMChunk]:
+        assert self.session is not None
+        speech = self.session.current_speech
+        assert speech is not None
+        if speech.num_steps > 1:
+            yield tp.TextDelta("Done now.")
+            return
+        i, plan = self.plans[speech.id]
+        for word in self.text(i, plan).split(" "):
+            yield tp.TextDelta(word + " ")
+        previous: str | None = None
+        for j, (tool, mode) in enumerate(plan.tools):
+            call_id = {"own": f"s{i}t{j}", "none": None, "repeat": previous or f"s{i}t{j}",
+                       "call_1": "call_1"}[mode]
+            previous = call_id
+            yield tp.ToolCall("guarded" if tool.protected else "work",
+                              {"seconds": tool.seconds, "wait": tool.waits_for_playout}, call_id=call_id)
+
+
+async def run_program(program: list[Op], clear_delay: float, buffer: float, grace: float) -> None:
+    seen = Observed()
+    llm = ProgramLLM()
+    sink = OwnedSink(clear_delay, buffer)
+    texts = {"Done now."}
+    interrupted_at: dict[str, float] = {}
+    done_at: dict[str, float] = {}
+    items_at_done: dict[str, int] = {}
+    handles: list[tp.SpeechHandle] = []
+
+    async with tp.open_session(llm=llm, tts=FakeTTS(), output=sink, tools=make_tools(seen),
+                               sink_grace=grace) as session:
+        llm.session = sink.session = session
+
+        async def watch(handle: tp.SpeechHandle) -> None:
+            await handle
+            done_at[handle.id] = trio.current_time()
+            items_at_done[handle.id] = len(handle.chat_items)
+
+        with trio.fail_after(600):  # virtual seconds: a hang fails the example
+            async with trio.open_nursery() as nursery:
+                for i, op in enumerate(program):
+                    if isinstance(op, Say):
+                        text = f"say {i} " + " ".join(f"v{i}x{j}" for j in range(op.words))
+                        texts.add(text)
+                        handles.append(session.say(text, allow_interruptions=op.allow_interruptions,
+                                                   priority=op.priority))
+                        nursery.start_soon(watch, handles[-1])
+                    elif isinstance(op, Reply):
+                        handle = session.generate_reply(allow_interruptions=op.allow_interruptions,
+                                                        priority=op.priority)
+                        llm.plans[handle.id] = (i, op)
+                        texts.add(llm.text(i, op))
+                        handles.append(handle)
+                        nursery.start_soon(watch, handle)
+                    elif isinstance(op, Interrupt):
+                        for _ in range(op.passes):
+                            await trio.lowlevel.checkpoint()
+                        try:
+                            if op.target is None or not handles:
+                                session.interrupt(force=op.force, source=op.source)
+                            else:
+                                handles[op.target % len(handles)].interrupt(force=op.force, source=op.source)
+                        except tp.InterruptionNotAllowed:
+                            pass
+                        for h in handles:
+                            if h.interrupted and h.id not in interrupted_at:
+                                interrupted_at[h.id] = trio.current_time()
+                    else:
+                        await trio.sleep(op.seconds)
+        history = list(session.history)
+
+    check_contracts(history, handles, seen, texts, interrupted_at, done_at, items_at_done, grace)
+    # Done means the audio stopped: every segment a speech opened was confirmed
+    # stopped by the time it was done, or the speech says the sink timed out.
+    by_id = {h.id: h for h in handles}
+    for rec in sink.records:
+        owner = sink.owner[rec.segment_id]
+        assert owner is not None, rec
+        handle = by_id[owner]
+        if rec.confirmed:
+            assert rec.stopped_at is not None and rec.stopped_at <= done_at[owner] + 1e-9, (rec, handle)
+        else:
+            assert handle.sink_timed_out, (rec, handle, done_at[owner])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=20, max_size=80), sink_kinds, st.sampled_from([0.3, 1.0, 2.0]))
+def test_random_programs_keep_the_contracts(
+    program: list[Op], sink_kind: tuple[float, float], grace: float,
+) -> None:
+    clear_delay, buffer = sink_kind
+    trio.run(run_program, program, clear_delay, buffer, grace,
              clock=trio.testing.MockClock(autojump_threshold=0))
