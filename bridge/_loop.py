@@ -18,7 +18,7 @@ trio-asyncio's loops:
    but it is pending!") was re-raised into the loop's nursery and stopped the whole
    program. It is logged, as stock asyncio does.
 
-and one change of speed, not of meaning:
+and two more: one of speed, not of meaning (5), and one for ``asyncio.run`` hosting (6):
 
 5. Batched callbacks. trio-asyncio runs *one* asyncio callback per pass of trio's
    scheduler (a ``move_on_after`` scope, a channel receive and a full trio batch with an
@@ -31,6 +31,10 @@ and one change of speed, not of meaning:
    Trio tasks and I/O get their turn (one checkpoint) when the loop has nothing left to
    run, and at least every ``_PASSES_PER_CHECKPOINT`` passes. ``call_soon`` also skips
    ``_check_callback`` outside debug mode, as stock asyncio does.
+6. Trio tasks the loop starts (``trio_as_future``, the bodies of bridged tools) know
+   their loop even when the asyncio code that started them runs in a context that does
+   not: ``asyncio.run()`` on 3.11+ and ``asyncio.Runner`` make such a context, and a
+   bridged tool under them raised ``NotInstalledError``. See :func:`_run_trio_handle`.
 
 Hosting:
 
@@ -192,8 +196,11 @@ class _FixesMixin:
             for _ in range(len(ready)):
                 obj = ready.popleft()
                 if isinstance(obj, AsyncHandle):
-                    # a trio task (trio_as_future / run_trio_task): start it as trio-asyncio does
-                    obj._context.run(loop._nursery.start_soon, obj._run, name=obj._callback)
+                    # a trio task (trio_as_future / run_trio_task): start it as trio-asyncio
+                    # does, in the context of the asyncio code that asked for it (fix 6)
+                    obj._context.run(
+                        loop._nursery.start_soon, _run_trio_handle, loop, obj, name=obj._callback
+                    )
                     await obj._started.wait()
                     blocked = True
                 elif not obj._cancelled:
@@ -211,6 +218,19 @@ class _FixesMixin:
         if not blocked:
             # the passes ran without yielding: give trio tasks and I/O their turn
             await trio.lowlevel.checkpoint()
+
+
+async def _run_trio_handle(loop: Any, handle: AsyncHandle) -> None:
+    """Run a trio task the loop starts, with ``trio_asyncio.current_loop`` set (fix 6).
+
+    The task inherits the context of the asyncio code that started it, and that context
+    need not know the loop: ``asyncio.run()`` (3.11+) and ``asyncio.Runner`` run the main
+    task in a context copied before the loop runs. Trio code there then found no loop
+    (``bridge.aio`` and ``ctx.wait_for_playout()`` raised ``NotInstalledError``). The
+    task's context is its own copy, so the asyncio side is not touched.
+    """
+    trio_asyncio.current_loop.set(loop)
+    await handle._run()
 
 
 class BridgeTrioEventLoop(_FixesMixin, TrioEventLoop):  # type: ignore[misc]

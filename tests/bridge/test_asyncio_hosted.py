@@ -16,9 +16,9 @@ APP = Path(__file__).parent / "hosted" / "asyncio_first_app.py"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_app(mode: str) -> str:
+def run_app(mode: str, runner: str = "ruc") -> str:
     out = subprocess.run(
-        [sys.executable, str(APP), mode], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, str(APP), mode, runner], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "exit ok" in out.stdout
@@ -35,6 +35,28 @@ def test_bridged_tool_in_asyncio_first_program(mode: str) -> None:
         assert outputs[0].startswith("output c1 True interrupted:")
         assert text.count("cancelled: livekit speech") == 1
         assert "speech not done in time" not in text
+
+
+RUNNERS = [
+    "run",
+    pytest.param(
+        "runner",
+        marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11+"),
+    ),
+]
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_asyncio_run_and_runner(runner: str) -> None:
+    """asyncio.run() (3.11+) and asyncio.Runner run the main task in a context of their
+    own, made before the loop runs: the tool's trio code must still find the bridge loop
+    (it raised NotInstalledError from ctx.wait_for_playout())."""
+    text = run_app("install", runner)
+    assert "loop BridgeSyncEventLoop" in text
+    assert "NotInstalledError" not in text
+    outputs = [line for line in text.splitlines() if line.startswith("output c1 ")]
+    assert len(outputs) == 1 and outputs[0].startswith("output c1 True interrupted:"), text
+    assert text.count("cancelled: livekit speech") == 1
 
 
 def test_loop_created_before_the_bridge_is_refused_clearly() -> None:

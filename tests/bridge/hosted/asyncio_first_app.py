@@ -5,6 +5,9 @@ It creates its loop the way livekit's CLI and job processes do
 ``bridge.install()`` first (the documented way); ``late``: create the loop before the
 bridge is imported (not supported: the tool reports ``NotInstalledError``); ``auto``: no explicit call,
 defining a bridged tool installs the bridge (the tool runs to completion here).
+Optional second argument, how the loop is run: ``ruc`` (default, as above), ``run``
+(``asyncio.run``) or ``runner`` (``asyncio.Runner``, Python 3.11+), which create the
+loop themselves and run the main task in a context of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import sys
 
 MODE = sys.argv[1]
+RUNNER = sys.argv[2] if len(sys.argv) > 2 else "ruc"
 if MODE == "late":
     early_loop = asyncio.new_event_loop()  # a plain asyncio loop, before the bridge
 
@@ -75,10 +79,16 @@ async def main() -> None:
     await session.aclose()
 
 
-loop = early_loop if MODE == "late" else asyncio.new_event_loop()
-asyncio.set_event_loop(loop)
-try:
-    loop.run_until_complete(main())
-finally:
-    loop.close()
+if RUNNER == "run":
+    asyncio.run(main())
+elif RUNNER == "runner":
+    with asyncio.Runner() as runner:  # type: ignore[attr-defined,unused-ignore]
+        runner.run(main())
+else:
+    loop = early_loop if MODE == "late" else asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 print("exit ok")
