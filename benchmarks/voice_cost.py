@@ -1,0 +1,315 @@
+"""What the real Silero VAD costs, and how many conversations one core can listen to.
+
+``python -m benchmarks.voice_cost`` (needs the ``vad`` extra; the ``espeak`` extra
+for real speech, else it falls back to silence and noise and says so). Real clock.
+
+1. **Per window.** One :class:`~trio_playout.silero.SileroModel` call per 32 ms
+   window (512 samples at 16 kHz) over real speech and silence; warm-up discarded;
+   N, min, p50, p90, p99, max in microseconds. Also the whole
+   :meth:`SileroVAD.stream <trio_playout.silero.SileroVAD.stream>` path per window
+   (48 kHz input: downmix, resampling, model, rules), fed as fast as it goes.
+2. **Estimate.** 32 ms divided by the per-window cost: conversations per core if
+   nothing else ran.
+3. **Measured.** K trio tasks, each a microphone paced on the real clock (20 ms
+   frames at 16 kHz, start times staggered) feeding its own ``SileroVAD``, in one
+   trio thread pinned to one CPU. Each window's lag is the clock time it was
+   decided minus the time its audio had fully arrived. K doubles, then bisects,
+   until the windows fall behind real time (p99 lag over ``--max-lag``, default
+   50 ms, or the lag still growing at the end).
+
+onnxruntime runs with one intra-op and one inter-op thread, sequential, without
+spinning (:func:`trio_playout.silero.new_session`): a 512-sample window is too small
+to split, and extra or spinning threads would steal the core from the other
+conversations and from trio; a core's capacity is only meaningful that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import trio
+
+from benchmarks.stats import Summary, summarize
+
+WINDOW = 0.032
+FRAME = 0.02
+RATE = 16000
+PHRASES = [
+    "Hello there, I would like to book a table for two people tonight please.",
+    "Could you tell me what the weather will be like in Paris tomorrow?",
+    "No, stop, wait a second.",
+    "Yes.",
+]
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment(session: Any) -> dict[str, object]:
+    try:
+        cpus: list[int] | None = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = None
+    opts = session.get_session_options()
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity": cpus,
+        "cpu_model": _cpu_model(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {n: _version(n) for n in ("onnxruntime", "numpy", "trio", "livekit-plugins-silero",
+                                               "espeakng-loader")},
+        "onnxruntime": {
+            "intra_op_num_threads": opts.intra_op_num_threads,
+            "inter_op_num_threads": opts.inter_op_num_threads,
+            "execution_mode": str(opts.execution_mode),
+            "providers": session.get_providers(),
+        },
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _signal() -> tuple[Any, str]:
+    """16 kHz float32 mono: phrases separated by silence (or noise if no espeak)."""
+    import numpy as np
+
+    parts = []
+    try:
+        from trio_playout._resample import pcm16_to_float_mono
+        from trio_playout.espeak import EspeakTTS
+
+        tts = EspeakTTS()
+        for text in PHRASES:
+            frame = tts.render_sync(text, sample_rate=RATE)
+            parts += [pcm16_to_float_mono(frame.data, 1), np.zeros(int(0.8 * RATE), np.float32)]
+        source = "espeak-ng speech (4 phrases) and silence"
+    except Exception as exc:  # no espeak: still measure, and say so
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            parts += [rng.normal(0, 0.1, 2 * RATE).astype(np.float32), np.zeros(RATE, np.float32)]
+        source = f"noise and silence (espeak unavailable: {exc})"
+    return np.concatenate(parts).astype(np.float32), source
+
+
+def _us(summary: Summary | None) -> dict[str, float] | None:
+    if summary is None:
+        return None
+    return {k: (v / 1000.0 if k != "n" else v) for k, v in summary.as_dict().items()}
+
+
+def per_window(signal: Any, session: Any, windows: int, warmup: int) -> dict[str, float] | None:
+    from trio_playout.silero import SileroModel
+
+    model = SileroModel(session, RATE)
+    count = len(signal) // 512
+    costs: list[float] = []
+    for i in range(windows + warmup):
+        k = i % count
+        window = signal[k * 512:(k + 1) * 512]
+        t = time.perf_counter_ns()
+        model(window)
+        dt = time.perf_counter_ns() - t
+        if i >= warmup:
+            costs.append(dt)
+    return _us(summarize(costs))
+
+
+def stream_path(signal: Any, seconds: float) -> dict[str, float]:
+    """Mean cost per window of SileroVAD.stream on 48 kHz stereo input, unpaced."""
+    import numpy as np
+
+    from trio_playout import AudioFrame
+    from trio_playout._resample import StreamResampler, float_to_pcm16
+    from trio_playout.silero import SileroVAD
+
+    up = StreamResampler(RATE, 48000).push(signal)
+    pcm = float_to_pcm16(np.repeat(up, 2))
+    step = int(48000 * FRAME) * 4
+    repeats = max(1, math.ceil(seconds * 48000 * 4 / len(pcm)))
+    vad = SileroVAD()
+
+    async def frames() -> AsyncIterator[AudioFrame]:
+        for _ in range(repeats):
+            for i in range(0, len(pcm) - step + 1, step):
+                yield AudioFrame(pcm[i:i + step], 48000, 2)
+
+    async def main() -> tuple[int, float]:
+        n = 0
+        t = time.perf_counter()
+        async for event in vad.stream(frames()):
+            n += event.type.value == "inference"
+        return n, time.perf_counter() - t
+
+    n, elapsed = trio.run(main)
+    return {"windows": n, "mean_us": elapsed / n * 1e6, "audio_s": n * WINDOW}
+
+
+@dataclass
+class Trial:
+    k: int
+    windows: int
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    late_fraction: float  # windows decided more than max_lag after their audio
+    growing: bool
+    ok: bool
+
+
+def run_trial(k: int, signal: Any, seconds: float, max_lag: float) -> Trial:
+    from trio_playout import AudioFrame
+    from trio_playout._resample import float_to_pcm16
+    from trio_playout.silero import SileroVAD
+
+    pcm = float_to_pcm16(signal)
+    frame_bytes = int(RATE * FRAME) * 2
+    vads = [SileroVAD() for _ in range(k)]  # each conversation its own model session
+    lags: list[list[tuple[float, float]]] = [[] for _ in range(k)]
+    rng = random.Random(k)
+
+    async def conversation(i: int, t_start: float) -> None:
+        offset = rng.randrange(0, len(pcm) // frame_bytes) * frame_bytes
+        frames_total = int(seconds / FRAME)
+
+        async def microphone() -> AsyncIterator[AudioFrame]:
+            for n in range(frames_total):
+                await trio.sleep_until(t_start + (n + 1) * FRAME)
+                at = (offset + n * frame_bytes) % (len(pcm) - frame_bytes)
+                yield AudioFrame(pcm[at:at + frame_bytes], RATE)
+
+        async for event in vads[i].stream(microphone()):
+            if event.type.value == "inference":
+                now = trio.current_time()
+                lags[i].append((event.timestamp, now - (t_start + event.timestamp)))
+
+    async def main() -> None:
+        t0 = trio.current_time() + 0.2
+        async with trio.open_nursery() as nursery:
+            for i in range(k):
+                nursery.start_soon(conversation, i, t0 + (i % 50) * FRAME / 50)
+
+    trio.run(main)
+    flat = sorted(lag for per in lags for _, lag in per)
+    summary = summarize(flat)
+    assert summary is not None
+    tail = [lag for per in lags for ts, lag in per if ts > seconds - 1.0]
+    head = [lag for per in lags for ts, lag in per if 1.0 <= ts < 2.0]
+    growing = bool(tail and head and max(tail) > max(head) + max_lag)
+    late = sum(1 for lag in flat if lag > max_lag) / len(flat)
+    ok = summary.p99 <= max_lag and not growing
+    return Trial(k, len(flat), summary.p50 * 1e3, summary.p99 * 1e3, summary.max * 1e3, late, growing, ok)
+
+
+def capacity(signal: Any, seconds: float, max_lag: float, max_k: int) -> tuple[int, list[Trial]]:
+    trials: list[Trial] = []
+    good, bad = 0, None
+    k = 1
+    while k <= max_k:
+        trial = run_trial(k, signal, seconds, max_lag)
+        trials.append(trial)
+        print(f"  K={k:4d}: lag p50 {trial.lag_p50_ms:7.2f} ms  p99 {trial.lag_p99_ms:8.2f} ms  "
+              f"max {trial.lag_max_ms:8.2f} ms  late {trial.late_fraction:6.1%}  "
+              f"{'ok' if trial.ok else 'BEHIND'}", flush=True)
+        if not trial.ok:
+            bad = k
+            break
+        good = k
+        k *= 2
+    while bad is not None and bad - good > max(1, good // 16):
+        k = (good + bad) // 2
+        trial = run_trial(k, signal, seconds, max_lag)
+        trials.append(trial)
+        print(f"  K={k:4d}: lag p50 {trial.lag_p50_ms:7.2f} ms  p99 {trial.lag_p99_ms:8.2f} ms  "
+              f"max {trial.lag_max_ms:8.2f} ms  late {trial.late_fraction:6.1%}  "
+              f"{'ok' if trial.ok else 'BEHIND'}", flush=True)
+        if trial.ok:
+            good = k
+        else:
+            bad = k
+    return good, trials
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.voice_cost", description=__doc__.split("\n")[0])
+    p.add_argument("--windows", type=int, default=5000, help="timed model windows (default 5000)")
+    p.add_argument("--warmup", type=int, default=300, help="discarded first windows (default 300)")
+    p.add_argument("--seconds", type=float, default=6.0, help="audio per conversation per trial (default 6)")
+    p.add_argument("--max-lag", type=float, default=0.05, help="p99 lag that counts as real time (s)")
+    p.add_argument("--max-k", type=int, default=1024, help="largest K tried")
+    p.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the first allowed)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    p.add_argument("--quick", action="store_true", help="small N and short trials (a smoke run)")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.windows, args.warmup, args.seconds, args.max_k = 500, 50, 3.0, 8
+    try:
+        from trio_playout.silero import new_session
+    except ImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+    session = new_session()
+    env = _environment(session)
+    signal, source = _signal()
+    print(f"Silero VAD cost  ({source}; {len(signal) / RATE:.1f} s of 16 kHz audio, looped)")
+    print(f"environment: {json.dumps(env)}")
+
+    window = per_window(signal, session, args.windows, args.warmup)
+    assert window is not None
+    print(f"\n1. model call per 32 ms window (us): N={window['n']:.0f} min {window['min']:.0f} "
+          f"p50 {window['p50']:.0f} p90 {window['p90']:.0f} p99 {window['p99']:.0f} max {window['max']:.0f}")
+    path = stream_path(signal, 20.0 if not args.quick else 5.0)
+    print(f"   SileroVAD.stream, 48 kHz stereo in, per window (mean): {path['mean_us']:.0f} us "
+          f"over {path['windows']} windows")
+
+    estimate = {"p50": WINDOW * 1e6 / window["p50"], "p99": WINDOW * 1e6 / window["p99"],
+                "stream_mean": WINDOW * 1e6 / path["mean_us"]}
+    print(f"\n2. estimate, conversations per core = 32 ms / cost: {estimate['p50']:.0f} at p50, "
+          f"{estimate['p99']:.0f} at p99, {estimate['stream_mean']:.0f} with the whole stream path")
+
+    print(f"\n3. measured: K paced conversations in one trio thread on one CPU "
+          f"({args.seconds:.0f} s each, real time = p99 lag <= {args.max_lag * 1e3:.0f} ms, not growing)")
+    held, trials = capacity(signal, args.seconds, args.max_lag, args.max_k)
+    print(f"   one core holds {held} conversations with VAD in real time")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"environment": env, "source": source, "window_us": window, "stream_path": path,
+                       "estimate": estimate, "held": held,
+                       "trials": [t.__dict__ for t in trials]}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
