@@ -75,6 +75,11 @@ class StreamResampler:
     def ratio(self) -> float:
         return self.out_rate / self.in_rate
 
+    @property
+    def delay(self) -> float:
+        """Seconds by which the output lags the input (the filter's group delay)."""
+        return (self._taps * self._up - 1) / 2.0 / (self._up * self.in_rate)
+
     def push(self, chunk: FloatArray) -> FloatArray:
         if self._up == self._down:
             return np.array(chunk, dtype=np.float32)
