@@ -16,10 +16,13 @@ __all__ = ["RunContext"]
 
 
 class RunContext:
-    """Passed as the first argument of every tool call.
+    """What a tool receives in its context parameter, if it has one.
 
-    It is bound to the step that started the call (an object, not an index), so
-    :meth:`wait_for_playout` always means the audio of that step.
+    The context parameter is the one annotated ``RunContext`` (any position), or
+    an unannotated first parameter named ``ctx`` or ``context``; a tool without one
+    is called without it. The context is bound to the step that started the call
+    (an object, not an index), so :meth:`wait_for_playout` always means the audio
+    of that step.
     """
 
     def __init__(self, session: Session, run: _ToolRun) -> None:

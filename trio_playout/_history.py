@@ -29,7 +29,12 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class FunctionCall:
-    """A tool call the LLM made. ``arguments`` is the JSON text the LLM produced."""
+    """A tool call the LLM made. ``arguments`` is the JSON text the LLM produced.
+
+    ``call_id`` is unique in the session's history. When the LLM repeated an id, the
+    repeat is recorded under a fresh session-made id, and its one output is an error
+    that names the repeated id; so every call id has exactly one output.
+    """
 
     call_id: str
     name: str

@@ -40,7 +40,9 @@ class ToolCall:
 
     ``arguments`` is the JSON text the LLM produced, or a mapping (encoded as JSON
     for the history). ``call_id`` identifies the call; a session assigns one when it
-    is None.
+    is None. Ids are unique in a session: a call whose id repeats one used earlier
+    in the session is not run, and is recorded under a fresh id with an error output
+    naming the repeated id (the first call keeps its id).
     """
 
     name: str

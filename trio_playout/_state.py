@@ -35,7 +35,8 @@ A tool call moves through::
 
     PENDING -> RUNNING -> RESULT | ERROR | INTERRUPTED
     PENDING -> INTERRUPTED              (interrupted before it started: never started)
-    PENDING -> ERROR                    (rejected: unknown tool or invalid arguments)
+    PENDING -> ERROR                    (rejected: unknown tool, invalid arguments,
+                                         a repeated call id, or any failure preparing it)
 
 Exactly-once delivery: ``request_cancel`` answers True at most once per call, and
 only for a running, unprotected call; the trio layer cancels the call's scope exactly
