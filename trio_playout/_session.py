@@ -40,13 +40,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import re
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Generic, TypeVar
 
 import trio
 
@@ -64,6 +61,7 @@ from ._history import ChatMessage, FunctionCall, FunctionCallOutput, History
 from ._models import LLM, TTS, LLMRequest, TextDelta, ToolCall
 from ._speech import SpeechHandle, SpeechPriority, _Step
 from ._state import SpeechPhase, ToolCallPhase
+from ._step import _aclosing, _Playout, _Reply, _Say, _Source, _split_sentences
 from ._tool_runner import _ToolRunner
 from ._tools import FunctionTool
 
@@ -71,9 +69,6 @@ __all__ = ["InterruptResult", "Session", "open_session"]
 
 logger = logging.getLogger("trio_playout.session")
 
-T = TypeVar("T")
-
-_SENTENCE_END = re.compile(r"[.!?;:]+\s+")
 
 
 class InterruptResult:
@@ -113,95 +108,6 @@ class _SpeechQueue:
 
     def in_playout_order(self) -> list[SpeechHandle]:
         return [entry[2] for entry in sorted(self._heap)]
-
-
-@dataclass
-class _Playout:
-    """What one step gave the sink, for stopping it and cutting the heard text."""
-
-    text: str = ""
-    words: list[tuple[float, int]] = field(default_factory=list)  # (start s, end char)
-    audio: float = 0.0
-    # Every segment the step's frames went into, learnt before each write: an
-    # interrupt during a blocked write must still wait for that segment to stop.
-    segments: list[PlaybackSegment] = field(default_factory=list)
-    cleared: bool = False  # clear_buffer() was already called for this step
-    complete: bool = False  # all of the step's text was synthesized and given to the sink
-
-    def track(self, segment: PlaybackSegment) -> None:
-        if not self.segments or self.segments[-1] is not segment:
-            self.segments.append(segment)
-
-    def unfinished(self) -> list[PlaybackSegment]:
-        return [s for s in self.segments if not s.done()]
-
-    def result(self) -> PlaybackResult:
-        """The step's audio as one result; every segment must be finished.
-
-        The position is on the step's own timeline (segments back to back), where
-        the word timings are.
-        """
-        offset = position = 0.0
-        interrupted, confirmed = False, True
-        for segment in self.segments:
-            result = segment.result
-            assert result is not None
-            if result.position > 0:
-                position = offset + result.position
-            offset += segment.captured
-            interrupted = interrupted or result.interrupted
-            confirmed = confirmed and result.confirmed
-        return PlaybackResult(position, interrupted, confirmed)
-
-    def heard(self, result: PlaybackResult) -> str:
-        if self.complete and (not result.interrupted or result.position >= self.audio):
-            return self.text  # all of it played: also any tail after the last timed word
-        if not self.words:
-            return self.text  # no word timings: the best we know is what was sent
-        end = max((c for start, c in self.words if start < result.position), default=0)
-        return self.text[:end]
-
-
-@dataclass(frozen=True)
-class _Say:
-    text: str
-
-
-class _Reply:
-    pass
-
-
-_Source = _Say | _Reply
-
-
-def _split_sentences(text: str, scan_from: int = 0) -> tuple[list[str], str]:
-    """Complete sentences (with their trailing space) and the unfinished rest.
-
-    ``scan_from``: no sentence ends before this index (the caller already looked).
-    """
-    sentences: list[str] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text, scan_from):
-        sentences.append(text[start:m.end()])
-        start = m.end()
-    return sentences, text[start:]
-
-
-class _aclosing(Generic[T]):
-    """``async with``: close an async iterator if it has ``aclose`` (not all do)."""
-
-    __slots__ = ("_iterator",)
-
-    def __init__(self, iterator: AsyncIterator[T]) -> None:
-        self._iterator = iterator
-
-    async def __aenter__(self) -> AsyncIterator[T]:
-        return self._iterator
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        aclose = getattr(self._iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 class Session:
