@@ -269,7 +269,13 @@ async def open_loop(queue_len: int | None = None) -> AsyncIterator[asyncio.Abstr
     Same contract as ``trio_asyncio.open_loop`` (asyncio tasks are cancelled and joined
     on exit), with the bridge's fixes. Inside it, drive SDK coroutines with
     :func:`bridge.aio` and call its synchronous APIs directly.
+
+    It also calls :func:`install`: importing trio-asyncio already made
+    ``asyncio.new_event_loop()`` (and so ``asyncio.run()``, say in a worker thread of
+    this program) return trio-asyncio's loop, and every loop in a bridged process should
+    be one with the fixes.
     """
+    install()
     async with trio_asyncio.open_loop(queue_len=queue_len) as loop:
         # Same layout, more methods: switching the class adds the fixes to this loop
         # only, without patching trio-asyncio for other users in the process.
@@ -299,7 +305,8 @@ def install() -> None:
     entrypoint and calls ``cli.run_app(...)``. It imports trio_asyncio (which patches
     asyncio process-wide) and points trio-asyncio's synchronous loop factory at
     :class:`BridgeSyncEventLoop`, for every thread (thread-based job executors too).
-    Idempotent. A loop created before the call is not converted. Tested the way
+    Idempotent; :func:`open_loop`, :func:`run` and ``@bridge.function_tool`` call it
+    too. A loop created before the call is not converted. Tested the way
     livekit's CLI and ``ipc/proc_client.py`` create loops (``new_event_loop()`` then
     ``run_until_complete``); a full worker with job subprocesses needs a LiveKit server
     and was not run: there, make sure the entrypoint module (and so this call) is

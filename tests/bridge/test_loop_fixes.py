@@ -117,3 +117,38 @@ def test_run_passes_trio_run_kwargs() -> None:
         return x + trio.current_time()
 
     assert bridge.run(main, 1, clock=clock) == pytest.approx(101.0)
+
+
+@pytest.mark.parametrize("host", ["open_loop", "run"])
+def test_trio_first_program_gives_worker_threads_the_fixed_loop(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """A trio-first program that never called bridge.install() (no bridged tool defined
+    yet): asyncio.run() in a worker thread must still get a loop with the fixes."""
+    import trio_asyncio._sync as ta_sync
+
+    from bridge._loop import BridgeSyncEventLoop, _OriginalSyncLoop
+
+    monkeypatch.setattr(ta_sync, "SyncTrioEventLoop", _OriginalSyncLoop)  # as if never installed
+
+    async def probe() -> tuple[str, bool]:
+        loop = asyncio.get_running_loop()
+        try:
+            fired = loop.create_future()
+            loop.call_later(-1, fired.set_result, True)  # fix 3: the stock loop asserts
+            return type(loop).__name__, await asyncio.wait_for(fired, 30)
+        except AssertionError:
+            return type(loop).__name__, False
+
+    def in_thread() -> tuple[str, bool]:
+        return asyncio.run(probe())
+
+    async def main() -> tuple[str, bool]:
+        return await trio.to_thread.run_sync(in_thread)
+
+    async def via_open_loop() -> tuple[str, bool]:
+        async with bridge.open_loop():
+            return await main()
+
+    result = bridge.run(main) if host == "run" else trio.run(via_open_loop)
+    assert result == (BridgeSyncEventLoop.__name__, True)
