@@ -372,6 +372,8 @@ def test_context_found_by_annotation_in_any_position() -> None:
     assert (a.context_parameter, b.context_parameter, c.context_parameter) == ("ctx", "run", "run")
     for tool in (a, b, c):
         assert props(tool) == {"city": {"type": "string"}}
+        # The LLM cannot pass something in place of the context.
+        expect_invalid({"city": "x", tool.context_parameter: 1}, "no parameter(s)", tool=tool)
 
 
 def test_unannotated_first_ctx_or_context_is_the_context() -> None:

@@ -568,7 +568,8 @@ async def open_session(
     ``close_timeout`` to finish (independently of the sink's grace); then they are
     cancelled, with a log line naming them, and get one more ``sink_grace`` to
     unwind. Leaving never waits longer than about
-    ``max(close_timeout, sink_grace) + sink_grace``.
+    ``max(close_timeout, sink_grace) + sink_grace``, unless a tool shields itself
+    from cancellation (its own choice: then leaving waits for that shield).
 
     One sink serves one open session: opening a second session on a sink that is
     in use raises :class:`SinkInUseError`.
