@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -186,3 +188,16 @@ def test_bad_options_raise_typed_errors(kwargs: dict[str, object]) -> None:
 
 def test_engine_error_type() -> None:
     assert issubclass(SpeechEngineError, RuntimeError) and issubclass(SpeechEngineError, tp.PlayoutError)
+
+
+def test_espeak_stays_light_and_off_by_default() -> None:
+    """Importing and using it pulls in no numpy; importing trio_playout never loads the GPL engine."""
+    code = ("import sys, trio_playout, trio\n"
+            "assert 'trio_playout.espeak' not in sys.modules\n"
+            "from trio_playout.espeak import EspeakTTS\n"
+            "async def main():\n"
+            "    return [c async for c in EspeakTTS().synthesize('hi there')]\n"
+            "assert trio.run(main)\n"
+            "assert 'numpy' not in sys.modules, 'numpy imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -20,7 +20,9 @@ runs in a worker thread (``trio.lowlevel.start_thread_soon``) under one process-
 lock, and streams frames back to trio as they are made. Cancelling
 :meth:`EspeakTTS.synthesize` (or closing its iterator) returns at once: it stops
 listening and sets a flag that makes the engine's next callback return 1, which tells
-espeak to abort; the thread then releases the lock for the next synthesis.
+espeak to abort; the thread then releases the lock for the next synthesis. The engine
+runs ahead of the consumer (a few hundred times faster than real time), so the audio
+of the whole text may sit in memory (about 2.6 MB per minute) until it is consumed.
 
 Under ``trio.testing.MockClock(autojump_threshold=0)`` the clock jumps while the
 worker thread computes; synthesize speech before entering virtual time (e.g.
