@@ -443,7 +443,9 @@ async def test_sink_that_loses_natural_finish_does_not_wedge(autojump_clock: tri
         await second.wait_for_playout()
         assert first.sink_timed_out and not second.sink_timed_out
         assert not first.interrupted
-        assert [m.text for m in assistant_messages(s.history)] == ["one two three", "four"]
+        # Nothing interrupted it: the whole text, not marked interrupted (issue 7 item 18).
+        assert [(m.text, m.interrupted) for m in assistant_messages(s.history)] == [
+            ("one two three", False), ("four", False)]
 
 
 # -- 6. bad input never loses anything ---------------------------------------------------------

@@ -32,7 +32,9 @@ What history records as heard, per step:
 * the sink never confirmed within ``sink_grace`` (``sink_timed_out``): the text of
   all the audio the sink had been given. A sink that ignored the stop is assumed to
   play what it holds, so the history may claim words nobody heard but never omits
-  words that were played; the message says ``interrupted=True`` if the speech was.
+  words that were played. The message says ``interrupted=True`` only if the speech
+  was interrupted (a sink that lost the natural end of an uninterrupted speech
+  gives the whole text, not interrupted).
 """
 
 from __future__ import annotations
@@ -472,7 +474,9 @@ class Session:
     def _commit_heard(self, speech: SpeechHandle, playout: _Playout, result: PlaybackResult | None) -> None:
         if result is None:
             return
-        interrupted = result.interrupted or speech.interrupted
+        # A sink that never confirmed cut nothing we know of: only the speech's
+        # interrupt, or a confirmed early stop, marks the message interrupted.
+        interrupted = speech.interrupted or playout.cut_by_sink()
         text = playout.heard(result).rstrip()
         if text and (result.position > 0 or not result.interrupted):
             self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))

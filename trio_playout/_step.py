@@ -59,6 +59,11 @@ class _Playout:
             confirmed = confirmed and result.confirmed
         return PlaybackResult(position, interrupted, confirmed)
 
+    def cut_by_sink(self) -> bool:
+        """Whether the sink confirmed it stopped one of the step's segments early."""
+        return any(s.result is not None and s.result.interrupted and s.result.confirmed
+                   for s in self.segments)
+
     def heard(self, result: PlaybackResult) -> str:
         if self.complete and (not result.interrupted or result.position >= self.audio):
             return self.text  # all of it played: also any tail after the last timed word
