@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from unittest.mock import patch
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trio.testing import MockClock, wait_all_tasks_blocked
 
 from tests.test_audio import ManualSink, approx, capture, play
@@ -576,3 +579,160 @@ async def test_barge_in_then_false_or_real_interruption(
             assert trio.current_time() == approx(4.0)
         assert audible(sink.records[0]) == approx(result.position)
         nursery.cancel_scope.cancel()
+
+
+# =========================================================================== random schedules
+
+OPS = st.one_of(
+    st.tuples(st.just("capture"), st.sampled_from([0.05, 0.1, 0.3])),
+    st.tuples(st.sampled_from(["flush", "pause", "resume", "clear"]), st.just(0.0)),
+    st.tuples(st.just("sleep"), st.sampled_from([0.0, 0.05, 0.1, 0.25, 0.7])),
+)
+EPS = 1e-6
+
+
+def model_positions(log: list[tuple[str, float, object]]) -> tuple[dict[int, float], set[int]]:
+    """What a listener hears, replayed from the log of writes, pauses, resumes and clears.
+
+    An independent model of an immediate sink (``clear_delay=0``): one FIFO of audio,
+    played at real speed while not paused; a clear drops it and ends the pause.
+    Returns the heard seconds per segment and the segments a clear interrupted.
+    """
+    queue: list[list[float]] = []  # [segment id, seconds left]
+    heard: dict[int, float] = {}
+    flushed: set[int] = set()
+    interrupted: set[int] = set()
+    paused, now = False, 0.0
+    for kind, t, arg in [*log, ("end", math.inf, None)]:
+        left, now = (0.0 if paused else t - now), t
+        while left > 0 and queue:
+            seg_id, rem = int(queue[0][0]), queue[0][1]
+            take = min(rem, left)
+            heard[seg_id] = heard.get(seg_id, 0.0) + take
+            left -= take
+            if rem - take <= EPS:
+                queue.pop(0)
+            else:
+                queue[0][1] = rem - take
+        if kind == "write":
+            seg_id, seconds = arg  # type: ignore[misc]
+            heard.setdefault(seg_id, 0.0)
+            queue.append([seg_id, seconds])
+        elif kind == "flush":
+            flushed.add(arg)  # type: ignore[arg-type]
+        elif kind in ("pause", "resume"):
+            paused = kind == "pause"
+        elif kind == "clear":
+            queued = {int(q[0]) for q in queue}
+            for seg_id in arg:  # type: ignore[attr-defined]
+                if seg_id in queued or seg_id not in flushed:
+                    interrupted.add(seg_id)
+            queue.clear()
+            paused = False
+    return heard, interrupted
+
+
+async def run_schedule(ops: list[tuple[str, float]], clear_delay: float, buffer: float) -> None:
+    sink = RealtimeAudioSink(clear_delay, buffer=buffer)
+    log: list[tuple[str, float, object]] = []
+    segments: dict[int, PlaybackSegment] = {}
+    cleared: set[int] = set()  # pending at some clear
+    flushed: set[int] = set()
+    send, recv = trio.open_memory_channel[tuple[str, float]](math.inf)
+
+    async def writer() -> None:
+        async for kind, seconds in recv:
+            if kind == "capture":
+                seg = sink.open_segment()
+                segments[seg.id] = seg
+                log.append(("write", trio.current_time(), (seg.id, seconds)))
+                await sink.capture_frame(AudioFrame.silence(seconds))  # may block on back-pressure
+            else:
+                closed = sink.flush()
+                if closed is not None:
+                    flushed.add(closed.id)
+                    log.append(("flush", trio.current_time(), closed.id))
+
+    def positions() -> dict[int, float]:
+        return {i: s.result.position if s.result else sink.playback_position(s) for i, s in segments.items()}
+
+    finish = PlaybackSegment.finish
+    with patch.object(PlaybackSegment, "finish", autospec=True, side_effect=finish) as spy:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sink.serve)
+            nursery.start_soon(writer)
+            before, t_before = positions(), trio.current_time()
+            for kind, arg in [*ops, ("resume", 0.0), ("flush", 0.0)]:
+                was_paused = sink.paused
+                if kind in ("capture", "flush"):
+                    send.send_nowait((kind, arg))
+                elif kind == "pause":
+                    sink.pause()
+                    log.append(("pause", trio.current_time(), None))
+                elif kind == "resume":
+                    sink.resume()
+                    log.append(("resume", trio.current_time(), None))
+                elif kind == "clear":
+                    pending = [s.id for s in sink.pending_segments]
+                    cleared.update(pending)
+                    sink.clear_buffer()
+                    log.append(("clear", trio.current_time(), pending))
+                else:
+                    await trio.sleep(arg)
+                await wait_all_tasks_blocked()
+                after, t_after = positions(), trio.current_time()
+                assert sink.paused == (kind == "pause" or (was_paused and kind not in ("resume", "clear")))
+                if sink.paused:
+                    assert not sink.is_playing()
+                gained = 0.0
+                for i, pos in after.items():
+                    assert -EPS <= pos <= segments[i].captured + EPS
+                    delta = pos - before.get(i, 0.0)
+                    assert delta >= -EPS  # never goes back
+                    if was_paused and kind == "sleep":
+                        assert abs(delta) <= EPS  # frozen while paused
+                    gained += delta
+                assert gained <= (t_after - t_before) + EPS  # one stream, real speed: nothing played twice
+                before, t_before = after, t_after
+            send.close()
+            await trio.sleep(sum(arg for kind, arg in ops if kind == "capture") + 1.0)  # everything ends
+            nursery.cancel_scope.cancel()
+
+    calls: dict[int, int] = {}
+    for call in spy.call_args_list:
+        calls[call.args[0].id] = calls.get(call.args[0].id, 0) + 1
+    records = {r.segment_id: r for r in sink.records}
+    assert sorted(records) == sorted(segments)
+    for i, seg in segments.items():
+        rec = records[i]
+        assert rec.stopped_at is not None and rec.position is not None
+        assert audible(rec) >= rec.position - EPS  # audio gaps count as audible time here
+        if math.isinf(clear_delay) and i in cleared:
+            assert calls.get(i, 0) == 0 and not seg.done()  # deaf: never confirmed ...
+            assert seg.reported_position == approx(seg.captured)  # ... and it played out
+            continue
+        assert calls.get(i, 0) == 1, f"segment {i} finished {calls.get(i, 0)} times"
+        assert seg.result is not None and seg.result.confirmed
+        assert rec.position == approx(seg.result.position)
+        if i not in cleared:
+            assert i in flushed
+            assert seg.result == PlaybackResult(approx(seg.captured), False, True)
+    if clear_delay == 0:
+        heard, interrupted = model_positions(log)
+        assert set(heard) == set(segments)
+        for i, seg in segments.items():
+            assert seg.result is not None
+            assert seg.result.position == approx(heard[i]), (i, log)
+            assert seg.result.interrupted == (i in interrupted), (i, log)
+
+
+@given(ops=st.lists(OPS, max_size=30), clear_delay=st.sampled_from([0.0, 0.15, math.inf]),
+       buffer=st.sampled_from([0.1, 0.2, 10.0]))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_capture_flush_pause_resume_clear(ops: list[tuple[str, float]], clear_delay: float,
+                                                  buffer: float) -> None:
+    """Every segment finishes exactly once, a position never exceeds what was captured,
+    never goes back and stands still while paused, the sink never plays faster than
+    real time (nothing replayed), and, for an immediate sink, every position equals the
+    audible time of an independent model of the schedule."""
+    trio.run(run_schedule, ops, clear_delay, buffer, clock=MockClock(autojump_threshold=0))
