@@ -14,7 +14,9 @@ for real speech, else it falls back to silence and noise and says so). Real cloc
    nothing else ran.
 3. **Measured.** K trio tasks, each a microphone paced on the real clock (20 ms
    frames at 16 kHz, start times staggered) feeding its own ``SileroVAD``, in one
-   trio thread pinned to one CPU. Each window's lag is the clock time it was
+   trio thread pinned to one CPU. By default the ``SileroVAD`` objects share one
+   onnxruntime session (as they do in the library); ``--own-sessions`` gives each
+   its own, to show what that costs. Each window's lag is the clock time it was
    decided minus the time the frame completing its audio was delivered (so the
    20 ms framing is not counted). K doubles, then bisects, until the windows fall
    behind real time: p99 lag over ``--max-lag`` (default 32 ms, one window), or the
@@ -191,16 +193,17 @@ class Trial:
     late_fraction: float  # windows decided more than max_lag after their audio
     growing: bool
     ok: bool
+    cpu_util: float  # CPU time of the trio thread / wall time
 
 
-def run_trial(k: int, signal: Any, seconds: float, max_lag: float) -> Trial:
+def run_trial(k: int, signal: Any, seconds: float, max_lag: float, *, own_sessions: bool = False) -> Trial:
     from trio_playout import AudioFrame
     from trio_playout._resample import float_to_pcm16
     from trio_playout.silero import SileroVAD
 
     pcm = float_to_pcm16(signal)
     frame_bytes = int(RATE * FRAME) * 2
-    vads = [SileroVAD() for _ in range(k)]  # each conversation its own model session
+    vads = [SileroVAD(share_session=not own_sessions) for _ in range(k)]
     lags: list[list[tuple[float, float]]] = [[] for _ in range(k)]
     rng = random.Random(k)
 
@@ -226,7 +229,9 @@ def run_trial(k: int, signal: Any, seconds: float, max_lag: float) -> Trial:
             for i in range(k):
                 nursery.start_soon(conversation, i, t0 + (i % 50) * FRAME / 50)
 
+    c, w = time.thread_time(), time.perf_counter()
     trio.run(main)
+    cpu_util = (time.thread_time() - c) / (time.perf_counter() - w)
     flat = sorted(lag for per in lags for _, lag in per)
     summary = summarize(flat)
     assert summary is not None
@@ -235,19 +240,25 @@ def run_trial(k: int, signal: Any, seconds: float, max_lag: float) -> Trial:
     growing = bool(tail and head and max(tail) > max(head) + max_lag)
     late = sum(1 for lag in flat if lag > max_lag) / len(flat)
     ok = summary.p99 <= max_lag and not growing
-    return Trial(k, len(flat), summary.p50 * 1e3, summary.p99 * 1e3, summary.max * 1e3, late, growing, ok)
+    return Trial(k, len(flat), summary.p50 * 1e3, summary.p99 * 1e3, summary.max * 1e3, late, growing, ok,
+                 cpu_util)
 
 
-def capacity(signal: Any, seconds: float, max_lag: float, max_k: int) -> tuple[int, list[Trial]]:
+def _show(trial: Trial) -> None:
+    print(f"  K={trial.k:4d}: lag p50 {trial.lag_p50_ms:7.2f} ms  p99 {trial.lag_p99_ms:8.2f} ms  "
+          f"max {trial.lag_max_ms:8.2f} ms  late {trial.late_fraction:6.1%}  "
+          f"CPU {trial.cpu_util:5.0%}  {'ok' if trial.ok else 'BEHIND'}", flush=True)
+
+
+def capacity(signal: Any, seconds: float, max_lag: float, max_k: int, *,
+             own_sessions: bool = False) -> tuple[int, list[Trial]]:
     trials: list[Trial] = []
     good, bad = 0, None
     k = 1
     while k <= max_k:
-        trial = run_trial(k, signal, seconds, max_lag)
+        trial = run_trial(k, signal, seconds, max_lag, own_sessions=own_sessions)
         trials.append(trial)
-        print(f"  K={k:4d}: lag p50 {trial.lag_p50_ms:7.2f} ms  p99 {trial.lag_p99_ms:8.2f} ms  "
-              f"max {trial.lag_max_ms:8.2f} ms  late {trial.late_fraction:6.1%}  "
-              f"{'ok' if trial.ok else 'BEHIND'}", flush=True)
+        _show(trial)
         if not trial.ok:
             bad = k
             break
@@ -255,11 +266,9 @@ def capacity(signal: Any, seconds: float, max_lag: float, max_k: int) -> tuple[i
         k *= 2
     while bad is not None and bad - good > max(1, good // 16):
         k = (good + bad) // 2
-        trial = run_trial(k, signal, seconds, max_lag)
+        trial = run_trial(k, signal, seconds, max_lag, own_sessions=own_sessions)
         trials.append(trial)
-        print(f"  K={k:4d}: lag p50 {trial.lag_p50_ms:7.2f} ms  p99 {trial.lag_p99_ms:8.2f} ms  "
-              f"max {trial.lag_max_ms:8.2f} ms  late {trial.late_fraction:6.1%}  "
-              f"{'ok' if trial.ok else 'BEHIND'}", flush=True)
+        _show(trial)
         if trial.ok:
             good = k
         else:
@@ -276,6 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-k", type=int, default=1024, help="largest K tried")
     p.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the first allowed)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    p.add_argument("--own-sessions", action="store_true",
+                   help="give each conversation its own onnxruntime session (default: shared)")
     p.add_argument("--quick", action="store_true", help="small N and short trials (a smoke run)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     return p.parse_args(argv)
@@ -318,13 +329,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n3. measured: K paced conversations in one trio thread on one CPU "
           f"({args.seconds:.0f} s each, real time = p99 lag <= {args.max_lag * 1e3:.0f} ms, not growing)")
-    held, trials = capacity(signal, args.seconds, args.max_lag, args.max_k)
+    print(f"   onnxruntime sessions: {'one per conversation' if args.own_sessions else 'one shared'}")
+    held, trials = capacity(signal, args.seconds, args.max_lag, args.max_k, own_sessions=args.own_sessions)
     print(f"   one core holds {held} conversations with VAD in real time")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"environment": env, "source": source, "window_us": window, "window_cpu_us": cpu,
                        "stream_path": path,
-                       "estimate": estimate, "held": held,
+                       "estimate": estimate, "held": held, "own_sessions": args.own_sessions,
                        "trials": [t.__dict__ for t in trials]}, fh, indent=2)
     return 0
 

@@ -39,6 +39,7 @@ from trio_playout.testing import PacedAudio, SilentInput  # noqa: E402
 
 T = tp.VADEventType
 LEAD = 1.0  # seconds of silence before the speech
+RATE_16K = 16000
 PHRASES = ["Hello there, I would like to book a table for two people tonight please.",
            "Stop, wait a second."]
 
@@ -314,3 +315,21 @@ def test_downmix_averages_channels() -> None:
     assert pcm16_to_float_mono(pcm, 3).tolist() == pytest.approx([(0.5 - 0.5 + 0.25) / 3,
                                                                   (0.25 + 0 + 1.0) / 3], abs=1e-4)
     assert float_to_pcm16(np.array([2.0, -2.0, 0.5])) == np.array([32767, -32768, 16384], "<i2").tobytes()
+
+
+def test_voice_cost_benchmark_smoke() -> None:
+    """The benchmark's pieces run and count what they should (no timing asserted)."""
+    from benchmarks import voice_cost
+
+    signal = np.zeros(RATE_16K * 2, dtype=np.float32)
+    wall, cpu = voice_cost.per_window(signal, new_session(), windows=20, warmup=5)
+    assert wall is not None and cpu is not None and wall["n"] == cpu["n"] == 20
+    trial = voice_cost.run_trial(2, signal, seconds=0.5, max_lag=10.0)
+    assert trial.k == 2 and trial.windows == 2 * int(0.5 / 0.032)
+    assert trial.ok and trial.lag_max_ms >= trial.lag_p99_ms >= trial.lag_p50_ms
+
+
+def test_vads_share_one_session_unless_asked() -> None:
+    a, b = SileroVAD(), SileroVAD(activation_threshold=0.6)
+    assert a._session is b._session
+    assert SileroVAD(share_session=False)._session is not a._session
