@@ -123,6 +123,27 @@ async def test_base_clear_while_paused_clears_then_ends_the_pause() -> None:
     assert sink.calls == [("pause", False), ("clear", True), ("resume", True), ("clear", False)]
 
 
+async def test_paused_time_counts_every_pause(autojump_clock: MockClock) -> None:
+    """What a session needs to extend its bound on a natural end by the paused time."""
+    sink = PausableManualSink()
+    assert sink.paused_time == 0.0
+    await trio.sleep(1.0)
+    sink.pause()
+    await trio.sleep(0.5)
+    assert sink.paused_time == approx(0.5)  # the current pause counts
+    sink.pause()  # idempotent: the pause does not restart
+    await trio.sleep(0.25)
+    sink.resume()
+    await trio.sleep(1.0)
+    assert sink.paused_time == approx(0.75)
+    sink.pause()
+    await trio.sleep(0.5)
+    sink.clear_buffer()  # a clear ends the pause too
+    await trio.sleep(1.0)
+    assert sink.paused_time == approx(1.25)
+    assert ManualSink().paused_time == 0.0
+
+
 async def test_base_clear_with_nothing_pending_still_ends_the_pause() -> None:
     sink = PausableManualSink()
     sink.pause()
@@ -701,6 +722,8 @@ async def run_schedule(ops: list[tuple[str, float]], clear_delay: float, buffer:
     calls: dict[int, int] = {}
     for call in spy.call_args_list:
         calls[call.args[0].id] = calls.get(call.args[0].id, 0) + 1
+    assert all(back is not None for _, back in sink.pauses)
+    assert sink.paused_time == approx(sum(back - at for at, back in sink.pauses))  # type: ignore[operator]
     records = {r.segment_id: r for r in sink.records}
     assert sorted(records) == sorted(segments)
     for i, seg in segments.items():

@@ -165,6 +165,8 @@ class AudioOutput:
         self._pending: list[PlaybackSegment] = []
         self._next_id = 0
         self._paused = False
+        self._paused_since = 0.0  # trio time of the current pause
+        self._paused_before = 0.0  # seconds spent in earlier pauses
 
     @property
     def can_pause(self) -> bool:
@@ -179,6 +181,18 @@ class AudioOutput:
     def paused(self) -> bool:
         """True between :meth:`pause` and the next :meth:`resume` or :meth:`clear_buffer`."""
         return self._paused
+
+    @property
+    def paused_time(self) -> float:
+        """Seconds this sink has spent paused so far (trio's clock), the current pause included.
+
+        A caller that bounds a wait by the length of the audio (a sink that never
+        reports the end must not wedge it) extends that bound by the growth of this
+        value, so a long pause is not mistaken for a dead sink.
+        """
+        if self._paused:
+            return self._paused_before + trio.current_time() - self._paused_since
+        return self._paused_before
 
     @property
     def current_segment(self) -> PlaybackSegment | None:
@@ -246,7 +260,7 @@ class AudioOutput:
             self.on_clear(pending)
         if self._paused:
             self.on_resume()  # the cleared audio is gone; what comes next may play
-            self._paused = False
+            self._unpause()
 
     def pause(self) -> None:
         """Stop playback at once and freeze the playback position; idempotent.
@@ -262,7 +276,7 @@ class AudioOutput:
             raise PauseNotSupported(f"{type(self).__name__} cannot pause (can_pause is False); "
                                     "interrupt the speech instead")
         self.on_pause()
-        self._paused = True
+        self._paused, self._paused_since = True, trio.current_time()
 
     def resume(self) -> None:
         """Continue from exactly the paused position; idempotent.
@@ -273,6 +287,10 @@ class AudioOutput:
         if not self._paused:
             return
         self.on_resume()
+        self._unpause()
+
+    def _unpause(self) -> None:
+        self._paused_before += trio.current_time() - self._paused_since
         self._paused = False
 
     def playback_position(self, segment: PlaybackSegment) -> float:
