@@ -19,9 +19,15 @@ for real speech, else it falls back to silence and noise and says so). Real cloc
    its own, to show what that costs. Each window's lag is the clock time it was
    decided minus the time the frame completing its audio was delivered (so the
    20 ms framing is not counted). K doubles, then bisects, until the windows fall
-   behind real time: p99 lag over ``--max-lag`` (default 32 ms, one window), or the
-   lag still growing at the end. The load average is recorded: other processes on
-   the core lower this number.
+   behind real time: more than 10% of the windows later than ``--max-lag`` (default
+   32 ms, one window; i.e. p90 lag over it), or the lag growing (the median of the
+   last second more than ``--max-lag`` over that of the second second). The far tail
+   (p99, max) is printed but not judged: on a shared machine it is mostly other
+   processes taking the CPU for a time slice.
+   The trio thread's CPU time over wall time is printed for each K; K divided by it
+   extrapolates to a whole core. The load average is recorded. The process is not
+   pinned by default (it uses one core at a time anyway: one trio thread, onnxruntime
+   with one thread); ``--cpu N`` pins it.
 
 onnxruntime runs with one intra-op and one inter-op thread, sequential, without
 spinning (:func:`trio_playout.silero.new_session`): a 512-sample window is too small
@@ -235,11 +241,11 @@ def run_trial(k: int, signal: Any, seconds: float, max_lag: float, *, own_sessio
     flat = sorted(lag for per in lags for _, lag in per)
     summary = summarize(flat)
     assert summary is not None
-    tail = [lag for per in lags for ts, lag in per if ts > seconds - 1.0]
-    head = [lag for per in lags for ts, lag in per if 1.0 <= ts < 2.0]
-    growing = bool(tail and head and max(tail) > max(head) + max_lag)
+    tail = sorted(lag for per in lags for ts, lag in per if ts > seconds - 1.0)
+    head = sorted(lag for per in lags for ts, lag in per if 1.0 <= ts < 2.0)
+    growing = bool(tail and head and tail[len(tail) // 2] > head[len(head) // 2] + max_lag)
     late = sum(1 for lag in flat if lag > max_lag) / len(flat)
-    ok = summary.p99 <= max_lag and not growing
+    ok = summary.p90 <= max_lag and not growing
     return Trial(k, len(flat), summary.p50 * 1e3, summary.p99 * 1e3, summary.max * 1e3, late, growing, ok,
                  cpu_util)
 
@@ -283,8 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=6.0, help="audio per conversation per trial (default 6)")
     p.add_argument("--max-lag", type=float, default=0.032, help="p99 lag that counts as real time (s)")
     p.add_argument("--max-k", type=int, default=1024, help="largest K tried")
-    p.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: the first allowed)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    p.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU (default: not pinned)")
     p.add_argument("--own-sessions", action="store_true",
                    help="give each conversation its own onnxruntime session (default: shared)")
     p.add_argument("--quick", action="store_true", help="small N and short trials (a smoke run)")
@@ -301,9 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if not args.no_pin and hasattr(os, "sched_setaffinity"):
-        cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     session = new_session()
     env = _environment(session)
     signal, source = _signal()
@@ -327,11 +331,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{estimate['cpu_p99']:.0f} at the CPU p99, {estimate['stream_cpu_mean']:.0f} with the whole "
           f"stream path from 48 kHz stereo (CPU mean)")
 
-    print(f"\n3. measured: K paced conversations in one trio thread on one CPU "
-          f"({args.seconds:.0f} s each, real time = p99 lag <= {args.max_lag * 1e3:.0f} ms, not growing)")
+    print(f"\n3. measured: K paced conversations in one trio thread ({args.seconds:.0f} s each, "
+          f"real time = p90 lag <= {args.max_lag * 1e3:.0f} ms and not growing)")
     print(f"   onnxruntime sessions: {'one per conversation' if args.own_sessions else 'one shared'}")
     held, trials = capacity(signal, args.seconds, args.max_lag, args.max_k, own_sessions=args.own_sessions)
-    print(f"   one core holds {held} conversations with VAD in real time")
+    best = max((t for t in trials if t.ok and t.k == held), key=lambda t: t.k, default=None)
+    print(f"   one core holds {held} conversations with VAD in real time (measured)")
+    if best is not None and best.cpu_util > 0:
+        print(f"   at K={held} the trio thread used {best.cpu_util:.0%} of a core: "
+              f"about {held / best.cpu_util:.0f} conversations per fully used core (extrapolated)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"environment": env, "source": source, "window_us": window, "window_cpu_us": cpu,
