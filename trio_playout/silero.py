@@ -6,13 +6,14 @@ it is found through that distribution's file list, without importing livekit (wh
 package would pull in livekit-agents and asyncio machinery). Pass ``model_path=`` to
 use another copy. Nothing is downloaded at run time.
 
-Why inline on the trio thread: one 32 ms window costs about 0.2 ms of CPU, less
-than a thread hop costs (``trio.to_thread`` adds its own ~0.2 ms and a context
-switch), and running inline keeps the VAD deterministic under
-``trio.testing.MockClock``: with a worker thread, the clock would autojump while the
-thread computes, and tests in virtual time would see the model "take" arbitrary
-time. Run one conversation's VAD per task; ``python -m benchmarks.voice_cost``
-measures how many fit on a core.
+Why inline on the trio thread: one 32 ms window costs about 0.12 ms of CPU (0.19 ms
+with resampling from 48 kHz stereo), less than a thread hop: measured here, a call
+through ``trio.to_thread`` took 0.25 ms at p50 and 4 ms at p99 against 0.14 and
+0.21 ms inline. Inline also keeps the VAD deterministic under
+``trio.testing.MockClock``: with a worker thread the clock would autojump while the
+thread computes, and tests in virtual time would see the model take arbitrary time.
+Run one conversation's VAD per task; ``python -m benchmarks.voice_cost`` measures
+how many fit on a core (about 110-160 on this 2 vCPU machine class).
 
 Model I/O (read from the model itself, :class:`SileroModel`): ``input`` is a
 ``(1, context + window)`` float32 batch (512 samples plus the previous 64 at 16 kHz,
