@@ -440,3 +440,20 @@ async def test_item18_deaf_sink_history_records_what_the_sink_was_given(
         [rec] = sink.records
         assert rec.stopped_at == pytest.approx(5.0) and not rec.confirmed
     assert any(handle.id in r.getMessage() and "sink_grace" in r.getMessage() for r in caplog.records)
+
+
+# -- a long pause is not a dead sink (pause/resume of the sink contract) -------------------------
+
+async def test_paused_playout_is_not_mistaken_for_a_dead_sink(autojump_clock: trio.testing.MockClock) -> None:
+    sink = tp.RealtimeAudioSink()
+    async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(), output=sink, sink_grace=2.0) as s:
+        handle = s.say("one two three")  # 1 s of audio, all of it given to the sink by 0.8 s
+        await trio.sleep(0.9)
+        sink.pause()
+        await trio.sleep(5.0)  # longer than the audio plus the grace
+        assert not handle.done()
+        sink.resume()
+        await handle.wait_for_playout()
+        assert trio.current_time() == pytest.approx(6.0)
+        assert not handle.sink_timed_out
+        assert list(s.history) == [tp.ChatMessage("assistant", "one two three")]

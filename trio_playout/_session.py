@@ -438,10 +438,17 @@ class Session:
 
     async def _await_natural_end(self, speech: SpeechHandle, playout: _Playout) -> PlaybackResult:
         # A sink that never reports the end would wedge the queue; bound it by the
-        # audio's own length plus the grace.
-        with trio.move_on_after(sum(s.captured for s in playout.segments) + self.sink_grace):
-            for segment in playout.unfinished():
-                await segment.wait()
+        # audio's own length plus the grace, pushed back by the time the sink spends
+        # paused (a long pause is not a dead sink).
+        budget = sum(s.captured for s in playout.segments) + self.sink_grace
+        start, paused_before = trio.current_time(), self._output.paused_time
+        while playout.unfinished():
+            deadline = start + budget + (self._output.paused_time - paused_before)
+            if trio.current_time() >= deadline:
+                break
+            with trio.move_on_at(deadline):
+                for segment in playout.unfinished():
+                    await segment.wait()
         for segment in playout.unfinished():
             self._give_up(speech, segment, "did not report the end of playout")
         return playout.result()
