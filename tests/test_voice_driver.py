@@ -111,6 +111,7 @@ class FakeSpeech:
     paused: bool = False
     interrupted: bool = False
     done: bool = False
+    refuse: bool = False  # protected behind the facts' back: interrupt() raises
     done_event: trio.Event = field(default_factory=trio.Event)
 
 
@@ -187,7 +188,7 @@ class FakeHost:
     def interrupt_speech(self, speech: Hashable, source: str) -> None:
         self.log("interrupt", (speech, source))
         s = self.speeches[str(speech)]
-        if not s.interruptible:
+        if not s.interruptible or s.refuse:
             raise tp.InterruptionNotAllowed(str(speech))
         if not s.interrupted and not s.done:
             s.interrupted = True
@@ -329,6 +330,17 @@ async def test_first_frame_while_the_user_talks_is_paused_at_once(autojump_clock
         host.changed("s1")
         assert host.names() == ["pause"]
         assert host.at("pause") == [pytest.approx(2.0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_interrupt_leaves_the_speech_speaking(autojump_clock: trio.abc.Clock) -> None:
+    host = FakeHost()
+    async with trio.open_nursery() as nursery:
+        host.play("s1", pausable=False, refuse=True)
+        driver = await start(nursery, host, vad=FakeVAD([(1.0, 2.0)]), stt=FakeSTT())
+        await trio.sleep(1.6)
+        assert host.names() == ["interrupt"]
+        assert driver.agent_state == "speaking"  # the rules were told it still plays
         nursery.cancel_scope.cancel()
 
 

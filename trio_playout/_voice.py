@@ -395,6 +395,12 @@ class VoiceDriver:
             self._known[speech] = facts
         self._actions.extend(self._rules.speech_update(now, speech, facts))
 
+    def _resync(self, speech: Hashable) -> None:
+        """After acting on ``speech``, tell the rules what really happened to it (the
+        host may have refused, or the speech may have ended meanwhile)."""
+        self._known.pop(speech, None)
+        self._report(trio.current_time(), speech)
+
     def _feed(self, actions: list[Action]) -> None:
         self._actions.extend(actions)
         self._drain()
@@ -417,12 +423,13 @@ class VoiceDriver:
         if isinstance(action, PauseAudio):
             if not host.pause_audio(action.speech):
                 logger.debug("pause of %r refused by the host", action.speech)
-                self._report(trio.current_time(), action.speech)
+            self._resync(action.speech)
         elif isinstance(action, ResumeAudio):
             resumed = host.resume_audio(action.speech)
             if action.false_interruption:
                 speech: Any = action.speech  # a SpeechHandle in Session
                 host.publish(FalseInterruption(speech, resumed))
+            self._resync(action.speech)
         elif isinstance(action, ReleasePause):
             host.release_pause(action.speech)
         elif isinstance(action, InterruptSpeech):
@@ -430,7 +437,7 @@ class VoiceDriver:
                 host.interrupt_speech(action.speech, action.source)
             except InterruptionNotAllowed:
                 logger.debug("%r became protected; not interrupted by the user's voice", action.speech)
-            self._report(trio.current_time(), action.speech)
+            self._resync(action.speech)
         elif isinstance(action, CompleteUserTurn):
             host.publish(UserTurnCompleted(action.text))
             self._turns.append((action.text, action.reply, tuple(host.begin_user_turn())))
