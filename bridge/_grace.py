@@ -5,8 +5,44 @@ livekit waits, with no limit, for the sink to report the interrupted
 the watchdog drops the step's assistant message and tool records (upstream #5359, and
 the "deaf sink" probes). :func:`with_sink_grace` puts a wrapper above the sink that
 waits ``grace`` seconds for that confirmation and then finishes the segments itself,
-as interrupted, at the position heard so far, with a WARNING log line. The speech then
-ends normally and its history is written.
+with a WARNING log line. The speech then ends normally and its history is written.
+
+What history records when the sink never tells
+-----------------------------------------------
+A sink that never confirms says nothing about where its audio stopped: one that obeyed
+the clear and lost the confirmation looks exactly like a deaf one that ignored the
+clear and plays on. The bridge takes the rule of the trio-native core
+(``SpeechHandle.sink_timed_out``): **what the sink had been given counts as heard**.
+No sink can play audio it was not given, and one that ignores a clear plays what it
+holds, so history may claim words nobody heard but never omits words that played. A
+sink that buffers little (a room's audio source, ``trio_playout.RealtimeAudioSink``,
+0.2 s) is thus recorded almost exactly; one that takes a whole reply at once and then
+never confirms is recorded as having played all of it. A sink that confirms, even
+late within the grace, is recorded where it says it stopped.
+
+In livekit's terms, when the grace runs out:
+
+* the sink had been given audio that has had time to play out: the segments finish as
+  interrupted at the position where the given audio ends;
+* it still holds audio it cannot have played yet (a deaf sink that took the whole
+  reply): the segments finish as played out (``interrupted=False``) at that position,
+  because that is what the rule assumes will happen. The assistant message is still
+  marked interrupted (livekit takes that from the speech).
+
+The transcript under livekit's ``TranscriptSynchronizer``
+---------------------------------------------------------
+The synchronizer (built by ``RoomIO``, or by hand with this wrapper as its
+``next_in_chain_audio``) ignores the position of an interrupted segment: history gets
+the words it had paced out when the finish arrived. Left alone, it paces on through
+the whole grace, and once the segment's audio input has ended it paces the reply's
+whole text over the little audio that was given: a sink that stopped after 3 words
+was recorded with the whole reply. So, when the wrapper sits right under a
+synchronizer, a clear also tells the synchronizer to stop pacing words at the moment
+the given audio ends; the words it had paced by then are those of the given audio, as
+if the sink had confirmed there. A confirmation that comes earlier ends the segment
+as usual. The synchronizer's internals this uses are in :mod:`bridge._lk`; without
+them (another livekit version, or another wrapper in between) the transcript is
+livekit's own.
 
 This module needs only livekit (no trio, no trio_asyncio): it works on stock asyncio
 too.
@@ -17,9 +53,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities, PlaybackFinishedEvent
+
+from . import _lk
 
 __all__ = ["GraceAudioOutput", "GraceExpiry", "with_sink_grace"]
 
@@ -28,11 +67,17 @@ logger = logging.getLogger("bridge")
 
 @dataclass(frozen=True)
 class GraceExpiry:
-    """One time the grace ran out: when (loop time) and how many segments it finished."""
+    """One time the grace ran out.
+
+    ``at``: loop time; ``segments``: how many it finished; ``position``: seconds taken as
+    heard (what the sink had been given); ``played_out``: the sink still held audio it
+    could not have played yet, so the segments were finished as played out.
+    """
 
     at: float
     segments: int
     position: float
+    played_out: bool = False
 
 
 class GraceAudioOutput(AudioOutput):
@@ -50,9 +95,10 @@ class GraceAudioOutput(AudioOutput):
         self.grace = grace
         self.expiries: list[GraceExpiry] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._freeze_timer: asyncio.TimerHandle | None = None
+        self._transcript: Any = None  # the synchronizer segment to freeze, if any
         self._seg_start: float | None = None
         self._pushed = 0.0
-        self._cleared_at: float | None = None
 
     @property
     def _next(self) -> AudioOutput:
@@ -73,10 +119,23 @@ class GraceAudioOutput(AudioOutput):
 
     def clear_buffer(self) -> None:
         loop = asyncio.get_running_loop()
-        self._cleared_at = loop.time()
         self._next.clear_buffer()
         if self._pending_playback_count > 0 and self._timer is None:
             self._timer = loop.call_later(self.grace, self._expire)
+            self._transcript = _lk.transcript_segment_above(self)
+            if self._transcript is not None:
+                # no word past the end of the audio the sink was given (see module doc)
+                self._freeze_timer = loop.call_at(self._given_until(loop.time()), self._freeze)
+
+    def _given_until(self, now: float) -> float:
+        """Loop time at which the audio given so far has played out, at the latest."""
+        start = self._seg_start if self._seg_start is not None else now
+        return start + self._pushed
+
+    def _freeze(self) -> None:
+        self._freeze_timer = None
+        if self._transcript is not None:
+            _lk.freeze_transcript(self._transcript)
 
     def _forward_next_playback_finished(self, ev: PlaybackFinishedEvent) -> None:
         super()._forward_next_playback_finished(ev)
@@ -85,9 +144,11 @@ class GraceAudioOutput(AudioOutput):
     def _segment_done(self) -> None:
         if self._pending_playback_count == 0:
             self._seg_start = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._transcript = None
+            for timer in (self._timer, self._freeze_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._timer = self._freeze_timer = None
 
     def _expire(self) -> None:
         self._timer = None
@@ -95,30 +156,40 @@ class GraceAudioOutput(AudioOutput):
         if owed <= 0:
             return
         now = asyncio.get_running_loop().time()
-        start = self._seg_start if self._seg_start is not None else now
-        cleared = self._cleared_at if self._cleared_at is not None else now
-        position = max(0.0, min(self._pushed, cleared - start))
-        self.expiries.append(GraceExpiry(at=now, segments=owed, position=position))
+        position = self._pushed
+        played_out = self._given_until(now) > now  # it still holds audio: it plays on
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
+            if not played_out:
+                self._freeze()
+        self.expiries.append(GraceExpiry(at=now, segments=owed, position=position, played_out=played_out))
         logger.warning(
             "audio sink %s did not confirm clear_buffer() within %.3gs; finishing %d "
-            "segment(s) as interrupted at %.3fs",
+            "segment(s) as %s, taking the %.3fs of audio it was given as heard",
             self._next.label,
             self.grace,
             owed,
+            "played out" if played_out else "interrupted",
             position,
         )
         for _ in range(owed):
-            self.on_playback_finished(playback_position=position, interrupted=True)
+            self.on_playback_finished(playback_position=position, interrupted=not played_out)
         self._segment_done()
 
 
 def with_sink_grace(sink: AudioOutput, grace: float = 2.0) -> GraceAudioOutput:
     """Wrap ``sink`` so an unconfirmed ``clear_buffer()`` ends after ``grace`` seconds.
 
-    Use it as the session's audio output, or as the ``next_in_chain_audio`` of livekit's
-    ``TranscriptSynchronizer``. A confirmation that arrives after the grace is dropped
-    by livekit's segment accounting (a warning), or, if a new segment started
-    meanwhile, counts for that segment: a late sink can end the next segment early; it
-    can no longer hang it. ``expiries`` records each time the grace ran out.
+    Use it as the session's audio output before ``session.start()``: ``RoomIO`` then
+    puts its ``TranscriptSynchronizer`` right above it; or, building the synchronizer
+    yourself, pass it as ``next_in_chain_audio``. Keep it right under the synchronizer
+    (no wrapper in between), so an interrupted message holds only the words of the
+    audio the sink was given (module docstring). When the grace runs out, what the sink
+    had been given counts as heard (the core's rule, see the module docstring). A
+    confirmation that arrives after the grace is dropped by livekit's segment
+    accounting (a warning), or, if a new segment started meanwhile, counts for that
+    segment: a late sink can end the next segment early; it can no longer hang it.
+    ``expiries`` records each time the grace ran out.
     """
     return GraceAudioOutput(sink, grace=grace)

@@ -13,10 +13,12 @@ from typing import Any
 __all__ = [
     "activity_task_info",
     "done_future",
+    "freeze_transcript",
     "interrupt_future",
     "interrupt_reason",
     "is_released",
     "set_activity_task_info",
+    "transcript_segment_above",
 ]
 
 _TASK_INFO_ATTR = "__livekit_agents_activity_task"
@@ -92,3 +94,35 @@ def is_released(function_call: Any) -> bool:
     """True once a tool called ``ctx.update()`` (it no longer blocks its speech)."""
     extra = getattr(function_call, "extra", None) or {}
     return bool(extra.get(_NON_BLOCKING_KEY))
+
+
+def transcript_segment_above(output: Any) -> Any:
+    """The current segment of the ``TranscriptSynchronizer`` right above ``output``, or None.
+
+    Private members: the synchronizer's audio output listens to ``output``'s
+    ``playback_finished`` (``EventEmitter._events``), keeps its synchronizer in
+    ``_synchronizer``, and the synchronizer paces the current segment's words in
+    ``_impl``. Without them (another livekit version, or no synchronizer right above)
+    this returns None and the caller does without.
+    """
+    events = getattr(output, "_events", None)
+    listeners = events.get("playback_finished", ()) if isinstance(events, dict) else ()
+    for callback in list(listeners):
+        parent = getattr(callback, "__self__", None)
+        sync = getattr(parent, "_synchronizer", None)
+        if sync is not None and getattr(sync, "audio_output", None) is parent:
+            impl = getattr(sync, "_impl", None)
+            if impl is not None and callable(getattr(impl, "pause", None)):
+                return impl
+    return None
+
+
+def freeze_transcript(segment: Any) -> None:
+    """Stop ``segment`` (from :func:`transcript_segment_above`) pacing out more words.
+
+    Uses the segment's own ``pause()`` (what livekit does while the audio is paused);
+    a word already on its way still lands. The segment is never resumed: it ends with
+    the ``playback_finished`` that follows, and the synchronizer starts a fresh one.
+    """
+    if not getattr(segment, "closed", True):
+        segment.pause()

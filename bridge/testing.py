@@ -22,11 +22,12 @@ The fakes, and why each one exists:
   local device; ``0.15`` keeps playing 150 ms, then stops and confirms, like an avatar
   behind an RPC; ``math.inf`` means the clear never arrives (the #5359 worst case): the
   sink plays out what it had buffered and never confirms that segment. This is the
-  same model as ``trio_playout.RealtimeAudioSink``. ``buffer`` optionally bounds how
-  far ahead of playback ``capture_frame`` accepts audio (back-pressure, as a real room
-  output has). It records every segment: when it started, when playback *actually*
-  stopped and when the stop was confirmed, so a caller can check that
-  ``wait_for_playout()`` did not return before the audio stopped.
+  same model as ``trio_playout.RealtimeAudioSink``. ``confirm_clear=False`` is the
+  other sink that never confirms: the clear stops the audio, the confirmation is lost.
+  ``buffer`` optionally bounds how far ahead of playback ``capture_frame`` accepts
+  audio (back-pressure, as a real room output has). It records every segment: when it
+  started, when playback *actually* stopped and when the stop was confirmed, so a
+  caller can check that ``wait_for_playout()`` did not return before the audio stopped.
 * :func:`attach_sink` wires a sink (optionally behind livekit's
   ``TranscriptSynchronizer``, so an interrupted assistant message holds only the heard
   words) into an ``AgentSession`` that has no room.
@@ -302,6 +303,9 @@ class FakeAudioSink(AudioOutput):
         buffer: if set, seconds of audio ``capture_frame`` accepts ahead of playback
             before it blocks (a ``clear_buffer()`` releases blocked writers at once);
             ``None`` (default) accepts everything at once.
+        confirm_clear: ``False`` models a sink that obeys a clear (the audio stops
+            ``clear_delay`` after it) but whose confirmation is lost:
+            ``on_playback_finished`` never comes for a segment it stopped that way.
         label: the sink's label.
 
     Contract kept (``voice/io.py``): a segment opens at the first ``capture_frame``
@@ -318,6 +322,7 @@ class FakeAudioSink(AudioOutput):
         *,
         clear_delay: float = 0.0,
         buffer: float | None = None,
+        confirm_clear: bool = True,
         label: str = "FakeAudioSink",
     ) -> None:
         super().__init__(label=label, capabilities=AudioOutputCapabilities(pause=False))
@@ -327,6 +332,7 @@ class FakeAudioSink(AudioOutput):
             raise ValueError("buffer must be positive (or None: unbounded)")
         self.clear_delay = clear_delay
         self.buffer = buffer
+        self.confirm_clear = confirm_clear
         self._blocked: set[asyncio.Future[None]] = set()
         self.segments: list[PlayedSegment] = []
         self.clear_calls: list[float] = []
@@ -448,7 +454,8 @@ class FakeAudioSink(AudioOutput):
         seg.position = min(seg.captured, max(0.0, now - seg.started_at))
         seg.stopped_at = now
         seg.stopped_at_ns = time.perf_counter_ns()
-        self._confirm(seg)
+        if self.confirm_clear:
+            self._confirm(seg)
 
     def _played_out(self, seg: PlayedSegment) -> None:
         seg._timer = None

@@ -116,3 +116,19 @@ async def test_buffer_back_pressure_released_by_clear(autojump_clock: trio.abc.C
             sink.clear_buffer()
         assert trio.current_time() - t0 == pytest.approx(0.5)  # the clear released it
         assert sink.segments[0].stopped_at == pytest.approx(0.5)
+
+
+async def test_sink_that_stops_but_never_confirms(autojump_clock: trio.abc.Clock) -> None:
+    """confirm_clear=False: the clear stops the audio; on_playback_finished never comes."""
+    async with bridge.open_loop():
+        sink = FakeAudioSink(confirm_clear=False)
+        events: list[Any] = []
+        sink.on("playback_finished", events.append)
+        await bridge.aio(play)(sink, 2.0)
+        await trio.sleep(0.5)
+        sink.clear_buffer()
+        seg = sink.segments[0]
+        assert not seg.playing and seg.stopped_at == 0.5 and seg.position == pytest.approx(0.5)
+        assert seg.interrupted and not seg.clear_ignored
+        await trio.sleep(10)
+        assert events == [] and sink.unconfirmed == [seg]

@@ -1,0 +1,89 @@
+"""What history records when bridge.with_sink_grace finishes a segment the sink never confirmed.
+
+The arrangement is the one the docs suggest: the graced sink under livekit's
+TranscriptSynchronizer (``harness.running_session`` attaches it that way). Virtual
+time: the preamble is 14 words, 7.5 s of audio; the tests interrupt 1.5 s in. The
+synchronizer paces words on its own estimate of the speech rate, so each case is
+compared with an honest sink whose audio stopped at the same moment and which said so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import trio
+from harness import PREAMBLE, running_session
+
+import bridge
+from bridge.testing import FakeAudioSink, Reply
+
+T_INTERRUPT = 1.5
+
+
+async def heard_text(sink: Any) -> tuple[str, bool]:
+    """The assistant message a 1.5 s barge-in into the preamble leaves in history."""
+    async with running_session([], [Reply(text=PREAMBLE)], sink=sink) as env:
+        handle = env.session.generate_reply(user_input="hi")
+        await trio.sleep(T_INTERRUPT)
+        handle.interrupt()
+        with trio.fail_after(30):
+            await bridge.wait_for_playout(handle)
+        (msg,) = env.assistant_messages()
+        return msg.text_content or "", msg.interrupted
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.mark.parametrize("deaf", [False, True], ids=["stopped", "deaf"])
+async def test_history_holds_only_the_audio_a_silent_sink_was_given(
+    autojump_clock: trio.abc.Clock, deaf: bool
+) -> None:
+    """A sink that buffers 0.2 s ahead (like a room's audio source) never confirms the
+    clear: it stopped and lost the confirmation, or it ignored the clear (deaf) and
+    played what it held. Either way it had 1.7 s of audio (3 words), never the rest.
+    The synchronizer used to pace on through the grace and over the whole reply's text
+    (all 14 words recorded); history must end where the given audio ends."""
+    silent = FakeAudioSink(buffer=0.2, clear_delay=math.inf if deaf else 0.0, confirm_clear=False)
+    graced = bridge.with_sink_grace(silent, grace=2.0)
+    text, interrupted = await heard_text(graced)
+    # the honest references: confirmed stops at the clear, and where the given audio ended
+    at_clear, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.0))
+    at_end, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.19))
+    assert interrupted and PREAMBLE.startswith(text)
+    # never less than played before the clear, at most the word in flight past the end
+    assert words(at_clear) <= words(text) <= words(at_end) + 1 < words(PREAMBLE)
+    (expiry,) = graced.expiries
+    assert expiry.position == pytest.approx(T_INTERRUPT + 0.2, abs=0.05) and not expiry.played_out
+
+
+async def test_deaf_sink_that_took_the_whole_reply_is_recorded_with_all_of_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The sink never tells and holds the whole reply: by the bridge's (and the core's)
+    rule, what it was given counts as heard. It was recorded with the words paced in
+    the grace, and a position (1.5 s) that matched neither."""
+    deaf = FakeAudioSink(clear_delay=math.inf)
+    graced = bridge.with_sink_grace(deaf, grace=2.0)
+    text, interrupted = await heard_text(graced)
+    assert text == PREAMBLE and interrupted  # the message still says the speech was cut
+    (expiry,) = graced.expiries
+    given = deaf.segments[0].captured
+    assert expiry.position == pytest.approx(given) and expiry.played_out
+    assert expiry.at == pytest.approx(T_INTERRUPT + 2.0)
+    assert deaf.segments[0].clear_ignored  # it plays on: all of it will have been heard
+
+
+async def test_sink_confirming_late_within_the_grace_is_recorded_where_it_stopped(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A slow but honest sink (confirms 1 s after the clear, 0.2 s buffer): the grace
+    never runs out, and history is what the same sink gets without the wrapper."""
+    graced = bridge.with_sink_grace(FakeAudioSink(buffer=0.2, clear_delay=0.15), grace=2.0)
+    text, _ = await heard_text(graced)
+    assert graced.expiries == []
+    plain, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.15))
+    assert text == plain
