@@ -252,15 +252,18 @@ class _QuietInterruptedOutputs(logging.Filter):
     """
 
     def __init__(self) -> None:
-        super().__init__("bridge.interrupted-outputs")
+        super().__init__()
         # bounded: an entry livekit never logs (another code path) cannot pile up
         self.expected: collections.deque[str] = collections.deque(maxlen=256)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == _LK_TOOL_ERROR_MSG:
             text = record.__dict__.get("lk.pii.error")
-            if isinstance(text, str) and text in self.expected:
-                self.expected.remove(text)
+            if isinstance(text, str):
+                try:
+                    self.expected.remove(text)  # one record per output the bridge raised
+                except ValueError:
+                    return True  # not ours (or already dropped)
                 return False
         return True
 

@@ -82,7 +82,7 @@ async def main() -> None:
 if RUNNER == "run":
     asyncio.run(main())
 elif RUNNER == "runner":
-    with asyncio.Runner() as runner:  # type: ignore[attr-defined,unused-ignore]
+    with asyncio.Runner() as runner:
         runner.run(main())
 else:
     loop = early_loop if MODE == "late" else asyncio.new_event_loop()
