@@ -36,12 +36,13 @@ The synchronizer (built by ``RoomIO``, or by hand with this wrapper as its
 the words it had paced out when the finish arrived. Left alone, it paces on through
 the whole grace, and once the segment's audio input has ended it paces the reply's
 whole text over the little audio that was given: a sink that stopped after 3 words
-was recorded with the whole reply. So, when the wrapper sits right under a
-synchronizer, a clear also tells the synchronizer to stop pacing words at the moment
-the given audio ends; the words it had paced by then are those of the given audio, as
-if the sink had confirmed there. A confirmation that comes earlier ends the segment
-as usual. The synchronizer's internals this uses are in :mod:`bridge._lk`; without
-them (another livekit version, or another wrapper in between) the transcript is
+was recorded with the whole reply. So, when the wrapper sits under a synchronizer
+(directly, or below wrappers that forward its events), a clear also tells the
+synchronizer to stop pacing words at the moment the given audio ends; the words it
+had paced by then are those of the given audio, as if the sink had confirmed there
+(give or take the one word already on its way). A confirmation that comes earlier
+ends the segment as usual. The synchronizer's internals this uses are in
+:mod:`bridge._lk`; without them (another livekit version) the transcript is
 livekit's own.
 
 This module needs only livekit (no trio, no trio_asyncio): it works on stock asyncio
@@ -181,12 +182,13 @@ class GraceAudioOutput(AudioOutput):
 def with_sink_grace(sink: AudioOutput, grace: float = 2.0) -> GraceAudioOutput:
     """Wrap ``sink`` so an unconfirmed ``clear_buffer()`` ends after ``grace`` seconds.
 
-    Use it as the session's audio output before ``session.start()``: ``RoomIO`` then
-    puts its ``TranscriptSynchronizer`` right above it; or, building the synchronizer
-    yourself, pass it as ``next_in_chain_audio``. Keep it right under the synchronizer
-    (no wrapper in between), so an interrupted message holds only the words of the
-    audio the sink was given (module docstring). When the grace runs out, what the sink
-    had been given counts as heard (the core's rule, see the module docstring). A
+    Put it under livekit's ``TranscriptSynchronizer``, so an interrupted message holds
+    only the words of the audio the sink was given (module docstring): pass it as
+    ``next_in_chain_audio`` when you build the synchronizer, or set it as the session's
+    audio output before ``session.start()`` with the room's own audio output off (an
+    avatar or other remote sink): ``RoomIO`` then builds its synchronizer on it. When
+    the grace runs out, what the sink had been given counts as heard (the core's rule,
+    see the module docstring). A
     confirmation that arrives after the grace is dropped by livekit's segment
     accounting (a warning), or, if a new segment started meanwhile, counts for that
     segment: a late sink can end the next segment early; it can no longer hang it.

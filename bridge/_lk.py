@@ -96,24 +96,32 @@ def is_released(function_call: Any) -> bool:
     return bool(extra.get(_NON_BLOCKING_KEY))
 
 
-def transcript_segment_above(output: Any) -> Any:
-    """The current segment of the ``TranscriptSynchronizer`` right above ``output``, or None.
+def transcript_segment_above(output: Any, *, depth: int = 4) -> Any:
+    """The current segment of the ``TranscriptSynchronizer`` above ``output``, or None.
 
-    Private members: the synchronizer's audio output listens to ``output``'s
-    ``playback_finished`` (``EventEmitter._events``), keeps its synchronizer in
+    Looks up the chain of outputs that forward ``output``'s ``playback_finished`` (up to
+    ``depth`` levels: pass-through wrappers such as livekit's ``_AudioSinkProxy`` may sit
+    in between). Private members: a wrapper listens with a bound method
+    (``EventEmitter._events``), the synchronizer's audio output keeps its synchronizer in
     ``_synchronizer``, and the synchronizer paces the current segment's words in
-    ``_impl``. Without them (another livekit version, or no synchronizer right above)
-    this returns None and the caller does without.
+    ``_impl``. Without them (another livekit version, or no synchronizer above) this
+    returns None and the caller does without.
     """
     events = getattr(output, "_events", None)
     listeners = events.get("playback_finished", ()) if isinstance(events, dict) else ()
     for callback in list(listeners):
         parent = getattr(callback, "__self__", None)
+        if parent is None or parent is output:
+            continue
         sync = getattr(parent, "_synchronizer", None)
         if sync is not None and getattr(sync, "audio_output", None) is parent:
             impl = getattr(sync, "_impl", None)
             if impl is not None and callable(getattr(impl, "pause", None)):
                 return impl
+        elif depth > 1:
+            found = transcript_segment_above(parent, depth=depth - 1)
+            if found is not None:
+                return found
     return None
 
 

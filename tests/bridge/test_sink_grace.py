@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import trio
 from harness import PREAMBLE, running_session
+from livekit import rtc
+from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
 import bridge
 from bridge.testing import FakeAudioSink, Reply
@@ -38,18 +40,42 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+class PassThrough(AudioOutput):
+    """A wrapper that only forwards (like livekit's own sink proxy)."""
+
+    def __init__(self, inner: AudioOutput) -> None:
+        caps = AudioOutputCapabilities(pause=False)
+        super().__init__(label="PassThrough", capabilities=caps, next_in_chain=inner)
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        assert self.next_in_chain is not None
+        await self.next_in_chain.capture_frame(frame)
+
+    def flush(self) -> None:
+        super().flush()
+        assert self.next_in_chain is not None
+        self.next_in_chain.flush()
+
+    def clear_buffer(self) -> None:
+        assert self.next_in_chain is not None
+        self.next_in_chain.clear_buffer()
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["under-sync", "under-wrapper"])
 @pytest.mark.parametrize("deaf", [False, True], ids=["stopped", "deaf"])
 async def test_history_holds_only_the_audio_a_silent_sink_was_given(
-    autojump_clock: trio.abc.Clock, deaf: bool
+    autojump_clock: trio.abc.Clock, deaf: bool, wrapped: bool
 ) -> None:
     """A sink that buffers 0.2 s ahead (like a room's audio source) never confirms the
     clear: it stopped and lost the confirmation, or it ignored the clear (deaf) and
     played what it held. Either way it had 1.7 s of audio (3 words), never the rest.
     The synchronizer used to pace on through the grace and over the whole reply's text
-    (all 14 words recorded); history must end where the given audio ends."""
+    (all 14 words recorded); history must end where the given audio ends. Also with a
+    pass-through wrapper between the synchronizer and the grace."""
     silent = FakeAudioSink(buffer=0.2, clear_delay=math.inf if deaf else 0.0, confirm_clear=False)
     graced = bridge.with_sink_grace(silent, grace=2.0)
-    text, interrupted = await heard_text(graced)
+    text, interrupted = await heard_text(PassThrough(graced) if wrapped else graced)
     # the honest references: confirmed stops at the clear, and where the given audio ended
     at_clear, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.0))
     at_end, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.19))
