@@ -158,6 +158,18 @@ def test_barge_in_interrupts_when_the_sink_cannot_pause() -> None:
     assert effects(r.inference(1.6, 0.6)) == []  # once
 
 
+def test_a_refused_interrupt_is_not_retried_in_the_same_utterance() -> None:
+    r = playing_rules(facts=NO_PAUSE)
+    out = r.start_of_speech(1.0) + r.inference(1.5, 0.5)
+    assert effects(out) == [InterruptSpeech(S, "audio_activity")]
+    # the driver reports the speech still playing (the interrupt was refused)
+    assert effects(r.speech_update(1.5, S, NO_PAUSE) + r.inference(1.6, 0.6)) == []
+    assert r.agent_state == "speaking"
+    r.end_of_speech(2.0)
+    out = r.start_of_speech(3.0) + r.inference(3.5, 0.5)  # a new utterance may try again
+    assert effects(out) == [InterruptSpeech(S, "audio_activity")]
+
+
 def test_protected_speech_is_never_paused_nor_interrupted_but_words_are_kept() -> None:
     r = playing_rules(facts=PROTECTED)
     out = r.start_of_speech(1.0) + r.inference(3.0, 2.0)
@@ -521,10 +533,10 @@ class _Speech:
     remaining: float
     interruptible: bool
     pausable: bool
+    refuse: bool = False  # protected behind the facts' back: interrupts are refused
     playing: bool = False
     paused: bool = False
     finished: bool = False
-    resumed_after_finish: bool = False
 
     def facts(self) -> SpeechFacts:
         return SpeechFacts(interruptible=self.interruptible, playing=self.playing and not self.finished,
@@ -541,11 +553,14 @@ class _Sim:
     turns: list[str] = field(default_factory=list)
     finals: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    steps: int = 0
 
     def current(self) -> _Speech | None:
         return next((s for s in self.speeches if s.playing and not s.finished), None)
 
     def run(self, actions: list[Action]) -> None:
+        self.steps += len(actions)
+        assert self.steps < 10_000, "the rules keep acting: a loop"
         for action in actions:
             if isinstance(action, (PauseAudio, ResumeAudio, ReleasePause, InterruptSpeech)):
                 speech = next(s for s in self.speeches if s.key == action.speech)
@@ -559,6 +574,9 @@ class _Sim:
                     speech.paused = False
                 elif isinstance(action, ReleasePause):
                     speech.paused = False
+                elif speech.refuse:
+                    speech.paused = False
+                    self.run(self.rules.speech_update(self.now, speech.key, speech.facts()))  # resync
                 else:
                     if not speech.interruptible:
                         self.problems.append(f"interrupted protected {speech}")
@@ -569,7 +587,7 @@ class _Sim:
                 self.turns.append(action.text)
                 # the host: interrupt the earlier interruptible speech, then commit
                 current = self.current()
-                if current is not None and current.interruptible:
+                if current is not None and current.interruptible and not current.refuse:
                     self.finish(current)
                 self.run(self.rules.turn_committed(self.now, None))
 
@@ -644,7 +662,8 @@ def _scenario(draw: st.DrawFn) -> tuple[TurnOptions, str, list[tuple[float, str,
             inputs.append((max(t, t + length + lag), "final", text))
         t += length
     speeches = [
-        _Speech(f"s{i}", draw(_tenths) * 2, draw(_tenths) + 0.1, draw(st.booleans()), draw(st.booleans()))
+        _Speech(f"s{i}", draw(_tenths) * 2, draw(_tenths) + 0.1, draw(st.booleans()), draw(st.booleans()),
+                draw(st.booleans()))
         for i in range(draw(st.integers(0, 3)))
     ]
     speeches.sort(key=lambda s: s.start)

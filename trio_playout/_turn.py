@@ -29,8 +29,10 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    ``false_interruption_timeout`` that is not None); otherwise it is interrupted
    (:class:`InterruptSpeech`, source ``"audio_activity"``). It is checked on every
    inference, every transcript and every fact update (audio that starts while the
-   user already talks is barged in on at its first frame). Shorter speech does
-   nothing. A protected speech is never paused or interrupted; the words are kept.
+   user already talks is barged in on at its first frame), and interrupts a speech
+   at most once per utterance (if the interrupt was refused, the next utterance may
+   try again). Shorter speech does nothing. A protected speech is never paused or
+   interrupted; the words are kept.
 3. **Confirmed.** A paused speech is interrupted (source ``"user_turn"``) as soon as
    the current utterance's final transcripts hold ``max(1, min_interruption_words)``
    words, and when a user turn completes while it is paused.
@@ -283,6 +285,7 @@ class TurnRules:
         # the agent
         self._speeches: dict[Hashable, SpeechFacts] = {}
         self._paused: Hashable | None = None
+        self._barged: Hashable | None = None  # interrupted by this utterance: never again
         self._provisional = False
         self._resume_at: float | None = None
         self._uncommitted = 0  # completed turns not yet committed by the driver
@@ -426,6 +429,7 @@ class TurnRules:
         if self._endpoint_at is None or now >= self._endpoint_at:
             self._utt_final_words = 0  # a new utterance
             self._utt_interim = ""
+            self._barged = None
         self._speaking = True
         self._duration = 0.0
         self._endpoint_at = None
@@ -461,7 +465,8 @@ class TurnRules:
         if target is None:
             return
         facts = self._speeches[target]
-        if not facts.interruptible or (target == self._paused and not self._provisional):
+        if (not facts.interruptible or target == self._barged
+                or (target == self._paused and not self._provisional)):
             return
         words_needed = self.options.min_interruption_words
         if self.has_vad:
@@ -485,6 +490,7 @@ class TurnRules:
             else:
                 out.append(InterruptSpeech(target, "audio_activity"))
             self._speeches.pop(target, None)
+            self._barged = target  # once per utterance, even if the driver reports it refused
 
     def _interrupt_paused(self, out: list[Action]) -> None:
         speech = self._paused
