@@ -513,3 +513,23 @@ async def test_stt_only_session_barges_in_on_words(autojump_clock: trio.abc.Cloc
     assert host.names() == ["pause", "interrupt", "release", "begin_turn", "commit"]
     assert host.at("pause") == [pytest.approx(1.0)]
     assert host.at("commit") == [pytest.approx(2.0)]
+
+
+async def test_with_the_public_test_fakes(autojump_clock: trio.abc.Clock) -> None:
+    """trio_playout.testing's ScriptedVAD/ScriptedSTT/SilentInput drive it the same way."""
+    from trio_playout.testing import ScriptedSTT, ScriptedVAD, SilentInput
+
+    host = FakeHost()
+    async with trio.open_nursery() as nursery:
+        host.play("s1")
+        driver = VoiceDriver(host, vad=ScriptedVAD(speech=[(1.0, 2.0)]),
+                             stt=ScriptedSTT([(1.9, "stop", False), (2.2, "stop now", True)]))
+        host.driver, host.nursery = driver, nursery
+        await nursery.start(driver.run, SilentInput())
+        await trio.sleep(3.0)
+        nursery.cancel_scope.cancel()
+    assert host.names() == ["pause", "interrupt", "release", "begin_turn", "commit"]
+    # the first 32 ms window at or after 0.5 s of speech ends at 1.504; it arrives with the 1.52 frame
+    assert 1.5 <= host.at("pause")[0] <= 1.5 + 0.032 + FRAME
+    assert host.at("interrupt") == [pytest.approx(2.2)]
+    assert host.at("commit") == [pytest.approx(2.5)]
