@@ -316,6 +316,22 @@ async def test_back_to_back_turns_get_one_reply_after_the_last(autojump_clock: t
     assert commits == [("first", False), ("second", True)]
 
 
+async def test_a_new_turn_cancels_a_reply_that_has_not_played(autojump_clock: trio.abc.Clock) -> None:
+    host = FakeHost()
+    async with trio.open_nursery() as nursery:
+        driver = await start(nursery, host, vad=FakeVAD([(1.0, 1.5), (2.5, 3.0)]),
+                             stt=FakeSTT([(1.5, "first", True), (3.0, "second", True)]))
+        await trio.sleep(2.2)
+        assert driver.agent_state == "thinking"  # reply1 is generating, no audio yet
+        await trio.sleep(2.0)
+        assert driver.agent_state == "thinking"  # now for reply2
+        nursery.cancel_scope.cancel()
+    assert [(w, a) for _, w, a in host.calls if w in ("commit", "interrupt")] == [
+        ("commit", ("first", True)), ("interrupt", ("reply1", "user_turn")), ("commit", ("second", True))]
+    assert host.at("commit") == [pytest.approx(2.0), pytest.approx(3.6)]  # after reply1 is done
+    assert host.speeches["reply1"].interrupted and not host.speeches["reply1"].playing
+
+
 async def test_first_frame_while_the_user_talks_is_paused_at_once(autojump_clock: trio.abc.Clock) -> None:
     # livekit #5038: the reply is never paused before its first frame, and never dropped.
     host = FakeHost()
