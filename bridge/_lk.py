@@ -1,12 +1,15 @@
-"""The few livekit-agents internals the bridge reads, in one place.
+"""The few livekit-agents internals the bridge relies on, in one place.
 
-Tested against livekit-agents 1.8.x. Each helper says which private member it uses and
-falls back to public API (slower, same meaning) when the member is missing.
+Tested against livekit-agents 1.8.x. Each helper says which private member (or log
+message) it uses, and what happens without it: the waits fall back to public API
+(slower, same meaning); the transcript freeze and the quiet interrupt log do nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ __all__ = [
     "interrupt_future",
     "interrupt_reason",
     "is_released",
+    "quiet_tool_error_warning",
     "set_activity_task_info",
     "transcript_segment_above",
 ]
@@ -134,3 +138,50 @@ def freeze_transcript(segment: Any) -> None:
     """
     if not getattr(segment, "closed", True):
         segment.pause()
+
+
+class _QuietInterruptedOutputs(logging.Filter):
+    """Drops livekit's "ToolError while executing tool" WARNING for interrupted calls.
+
+    The bridge records an interrupted call by raising ``ToolError`` (that is how livekit
+    writes an error output), and livekit logs every ``ToolError`` as a WARNING, which
+    reads as a failure: an interrupt is not one. Only the records for outputs the bridge
+    itself raised are dropped (matched by their exact text, once each); a ``ToolError``
+    raised by a tool body keeps its warning. The bridge logs the interrupt at DEBUG.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # bounded: an entry livekit never logs (another code path) cannot pile up
+        self.expected: collections.deque[str] = collections.deque(maxlen=256)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _LK_TOOL_ERROR_MSG:
+            text = record.__dict__.get("lk.pii.error")
+            if isinstance(text, str):
+                try:
+                    self.expected.remove(text)  # one record per output the bridge raised
+                except ValueError:
+                    return True  # not ours (or already dropped)
+                return False
+        return True
+
+
+_LK_TOOL_ERROR_MSG = "ToolError while executing tool"
+_quiet_filter: _QuietInterruptedOutputs | None = None
+
+
+def quiet_tool_error_warning(output: str) -> None:
+    """Drop livekit's "ToolError while executing tool" WARNING for the ``ToolError(output)``
+    the caller is about to raise (a filter on livekit's logger, installed on first use).
+
+    livekit logs the message with the error text in the ``lk.pii.error`` extra
+    (``voice/generation.py`` and ``voice/tool_executor.py``). Should that change, the
+    warning simply comes back.
+    """
+    global _quiet_filter
+    if _quiet_filter is None:
+        _quiet_filter = _QuietInterruptedOutputs()
+        # livekit.agents' own logger: a logger's filters see the records it creates
+        logging.getLogger("livekit.agents").addFilter(_quiet_filter)
+    _quiet_filter.expected.append(output)

@@ -18,7 +18,6 @@ or an interrupted record (``is_error=True``, text starting with
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
 import sys
@@ -237,49 +236,8 @@ async def _run_bridged(
     output = f"{INTERRUPTED_OUTPUT_PREFIX} {state.cancel_source}"
     state.finish(ToolCallPhase.INTERRUPTED, output)
     logger.debug("tool call %s (%s) %s", lk_ctx.function_call.call_id, name, output)
-    _quiet_tool_error_warning(output)
+    _lk.quiet_tool_error_warning(output)
     raise lk_llm.ToolError(output)
-
-
-class _QuietInterruptedOutputs(logging.Filter):
-    """Drops livekit's "ToolError while executing tool" WARNING for interrupted calls.
-
-    The bridge records an interrupted call by raising ``ToolError`` (that is how livekit
-    writes an error output), and livekit logs every ``ToolError`` as a WARNING, which
-    reads as a failure: an interrupt is not one. Only the records for outputs the bridge
-    itself raised are dropped (matched by their exact text, once each); a ``ToolError``
-    raised by a tool body keeps its warning. The bridge logs the interrupt at DEBUG.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # bounded: an entry livekit never logs (another code path) cannot pile up
-        self.expected: collections.deque[str] = collections.deque(maxlen=256)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == _LK_TOOL_ERROR_MSG:
-            text = record.__dict__.get("lk.pii.error")
-            if isinstance(text, str):
-                try:
-                    self.expected.remove(text)  # one record per output the bridge raised
-                except ValueError:
-                    return True  # not ours (or already dropped)
-                return False
-        return True
-
-
-_LK_TOOL_ERROR_MSG = "ToolError while executing tool"
-_quiet_filter: _QuietInterruptedOutputs | None = None
-
-
-def _quiet_tool_error_warning(output: str) -> None:
-    """Expect livekit's warning for ``output`` and drop it (filter installed on first use)."""
-    global _quiet_filter
-    if _quiet_filter is None:
-        _quiet_filter = _QuietInterruptedOutputs()
-        # livekit.agents' own logger: a logger's filters see the records it creates
-        logging.getLogger("livekit.agents").addFilter(_quiet_filter)
-    _quiet_filter.expected.append(output)
 
 
 def _is_stray_cancel(exc: BaseException) -> bool:
