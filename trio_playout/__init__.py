@@ -10,25 +10,29 @@ from ._audio import (
     AudioOutput,
     PlaybackResult,
     PlaybackSegment,
-    PlayoutRecord,
-    RealtimeAudioSink,
 )
 from ._context import RunContext
 from ._exceptions import (
     CircularWaitError,
     InterruptionNotAllowed,
     InvalidToolArguments,
+    ModelNotFoundError,
+    PauseNotSupported,
     PlayoutError,
     SessionClosedError,
+    SinkInUseError,
     SpeechAlreadyInterrupted,
+    SpeechEngineError,
     SpeechNotDone,
     ToolDefinitionError,
     ToolError,
     UnknownToolError,
+    VoiceOptionsError,
 )
 from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput, History
 from ._input import STT, VAD, Transcript, VADEvent, VADEventType
 from ._models import LLM, TTS, LLMChunk, LLMRequest, SynthesizedAudio, TextDelta, ToolCall, WordTiming
+from ._realtime_sink import PlayoutRecord, RealtimeAudioSink
 from ._session import InterruptResult, Session, open_session
 from ._speech import SpeechHandle, SpeechPriority
 from ._tools import FunctionTool, function_tool
@@ -54,6 +58,8 @@ __all__ = [
     "InvalidToolArguments",
     "LLMChunk",
     "LLMRequest",
+    "ModelNotFoundError",
+    "PauseNotSupported",
     "PlaybackResult",
     "PlaybackSegment",
     "PlayoutError",
@@ -62,7 +68,9 @@ __all__ = [
     "RunContext",
     "Session",
     "SessionClosedError",
+    "SinkInUseError",
     "SpeechAlreadyInterrupted",
+    "SpeechEngineError",
     "SpeechHandle",
     "SpeechNotDone",
     "SpeechPriority",
@@ -75,6 +83,7 @@ __all__ = [
     "UnknownToolError",
     "VADEvent",
     "VADEventType",
+    "VoiceOptionsError",
     "WordTiming",
     "function_tool",
     "open_session",

@@ -14,6 +14,10 @@ The tree::
     ├── SpeechNotDone                         exception() before the speech is done
     ├── SessionClosedError(RuntimeError)      say()/generate_reply()/interrupt() on a closed session
     ├── SinkInUseError(RuntimeError)          open_session() on a sink another open session uses
+    ├── PauseNotSupported(NotImplementedError) pause() on a sink whose can_pause is False
+    ├── VoiceOptionsError(ValueError)         a bad option to a VAD, STT or TTS provider
+    ├── ModelNotFoundError(FileNotFoundError)  a model file is not installed (never downloaded)
+    ├── SpeechEngineError(RuntimeError)       a speech engine is missing or failed
     ├── ToolDefinitionError(TypeError)        @function_tool on something that is not a tool
     └── ToolError                             raised by a tool: the message goes to the LLM
         ├── UnknownToolError                  the LLM called a tool that does not exist
@@ -26,14 +30,18 @@ __all__ = [
     "CircularWaitError",
     "InterruptionNotAllowed",
     "InvalidToolArguments",
+    "ModelNotFoundError",
+    "PauseNotSupported",
     "PlayoutError",
     "SessionClosedError",
     "SinkInUseError",
     "SpeechAlreadyInterrupted",
+    "SpeechEngineError",
     "SpeechNotDone",
     "ToolDefinitionError",
     "ToolError",
     "UnknownToolError",
+    "VoiceOptionsError",
 ]
 
 
@@ -104,3 +112,33 @@ class UnknownToolError(ToolError):
 
 class InvalidToolArguments(ToolError):
     """The LLM's arguments are not valid JSON or do not match the tool's schema."""
+
+
+class PauseNotSupported(PlayoutError, NotImplementedError):
+    """``pause()`` was called on a sink whose ``can_pause`` is False.
+
+    Nothing was changed. Check :attr:`AudioOutput.can_pause` first and interrupt the
+    speech instead, as livekit does for sinks that cannot pause (avatars). It is a
+    ``NotImplementedError``, hence also a ``RuntimeError``.
+    """
+
+
+class VoiceOptionsError(PlayoutError, ValueError):
+    """An option of a voice provider is out of range; the message names it and its range."""
+
+
+class ModelNotFoundError(PlayoutError, FileNotFoundError):
+    """A model file is not where it was expected.
+
+    Install the extra that ships it (``pip install 'trio-playout[vad]'`` for Silero)
+    or pass the file explicitly (``model_path=``). Models are never downloaded at run
+    time.
+    """
+
+
+class SpeechEngineError(PlayoutError, RuntimeError):
+    """The speech engine library is missing, or it reported an error.
+
+    For espeak-ng: ``pip install 'trio-playout[espeak]'`` (GPL-3.0), or the system
+    package (Debian: ``libespeak-ng1``).
+    """

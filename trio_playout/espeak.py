@@ -46,8 +46,8 @@ import outcome
 import trio
 
 from ._audio import AudioFrame
+from ._exceptions import SpeechEngineError, VoiceOptionsError
 from ._models import SynthesizedAudio, WordTiming
-from ._voice_errors import SpeechEngineError, VoiceOptionsError
 
 __all__ = ["EspeakTTS", "SpeechEngineError", "VoiceOptionsError", "library_path"]
 

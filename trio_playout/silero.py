@@ -65,9 +65,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import trio
 
 from ._audio import AudioFrame
+from ._exceptions import ModelNotFoundError, VoiceOptionsError
 from ._input import VADEvent, VADEventType
 from ._resample import FloatArray, StreamResampler, pcm16_to_float_mono
-from ._voice_errors import ModelNotFoundError, VoiceOptionsError
 
 __all__ = ["ModelNotFoundError", "SileroModel", "SileroVAD", "SpeechDetector", "VoiceOptionsError",
            "find_model", "new_session", "shared_session"]
