@@ -12,6 +12,15 @@ from ._audio import (
     PlaybackSegment,
 )
 from ._context import RunContext
+from ._events import (
+    AgentStateChanged,
+    FalseInterruption,
+    SessionEvent,
+    SpeechCreated,
+    UserInputTranscribed,
+    UserStateChanged,
+    UserTurnCompleted,
+)
 from ._exceptions import (
     CircularWaitError,
     InterruptionNotAllowed,
@@ -36,6 +45,7 @@ from ._realtime_sink import PlayoutRecord, RealtimeAudioSink
 from ._session import InterruptResult, Session, open_session
 from ._speech import SpeechHandle, SpeechPriority
 from ._tools import FunctionTool, function_tool
+from ._turn import TurnOptions
 
 __version__ = "0.1.0"
 
@@ -44,11 +54,13 @@ __all__ = [
     "STT",
     "TTS",
     "VAD",
+    "AgentStateChanged",
     "AudioFrame",
     "AudioOutput",
     "ChatItem",
     "ChatMessage",
     "CircularWaitError",
+    "FalseInterruption",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
@@ -68,8 +80,10 @@ __all__ = [
     "RunContext",
     "Session",
     "SessionClosedError",
+    "SessionEvent",
     "SinkInUseError",
     "SpeechAlreadyInterrupted",
+    "SpeechCreated",
     "SpeechEngineError",
     "SpeechHandle",
     "SpeechNotDone",
@@ -80,7 +94,11 @@ __all__ = [
     "ToolDefinitionError",
     "ToolError",
     "Transcript",
+    "TurnOptions",
     "UnknownToolError",
+    "UserInputTranscribed",
+    "UserStateChanged",
+    "UserTurnCompleted",
     "VADEvent",
     "VADEventType",
     "VoiceOptionsError",

@@ -43,8 +43,16 @@ import itertools
 import logging
 import math
 import sys
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from heapq import heappop, heappush
 
 import trio
@@ -52,7 +60,8 @@ import trio
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-from ._audio import AudioOutput, PlaybackResult, PlaybackSegment
+from ._audio import AudioFrame, AudioOutput, PlaybackResult, PlaybackSegment
+from ._events import EventBroadcaster, SessionEvent, SpeechCreated
 from ._exceptions import (
     InterruptionNotAllowed,
     SessionClosedError,
@@ -60,12 +69,16 @@ from ._exceptions import (
     ToolDefinitionError,
 )
 from ._history import ChatMessage, FunctionCall, FunctionCallOutput, History
+from ._input import STT, VAD
 from ._models import LLM, TTS, LLMRequest, TextDelta, ToolCall
 from ._speech import SpeechHandle, SpeechPriority, _Step
 from ._state import SpeechPhase, ToolCallPhase
 from ._step import _aclosing, _Playout, _Reply, _Say, _Source, _split_sentences
 from ._tool_runner import _ToolRunner
 from ._tools import FunctionTool
+from ._turn import AgentState, TurnOptions, UserState
+from ._voice import VoiceDriver
+from ._voice_host import _check_voice, _SessionVoice
 
 __all__ = ["InterruptResult", "Session", "open_session"]
 
@@ -133,6 +146,10 @@ class Session:
         sink_grace: float,
         close_timeout: float,
         nursery: trio.Nursery,
+        audio_input: AsyncIterable[AudioFrame] | None = None,
+        vad: VAD | None = None,
+        stt: STT | None = None,
+        turn: TurnOptions | None = None,
     ) -> None:
         self._llm = llm
         self._tts = tts
@@ -147,6 +164,12 @@ class Session:
         self._live: dict[SpeechHandle, None] = {}  # insertion-ordered set
         self._closing = False
         self.history = History()
+        self._events = EventBroadcaster()
+        self._voice = _SessionVoice(self, output, self._events)
+        self._audio_input = audio_input
+        self._voice_scope = trio.CancelScope()
+        if audio_input is not None:
+            self._voice.driver = VoiceDriver(self._voice, vad=vad, stt=stt, options=turn)
 
     # -- public API -----------------------------------------------------------------
     @property
@@ -162,6 +185,30 @@ class Session:
     def speeches(self) -> tuple[SpeechHandle, ...]:
         """Speeches not yet done, in the order they were created."""
         return tuple(self._live)
+
+    @property
+    def user_state(self) -> UserState:
+        """``"speaking"`` while the VAD hears the user, else ``"listening"``."""
+        return self._voice.user_state
+
+    @property
+    def agent_state(self) -> AgentState:
+        """livekit's agent states: ``"speaking"`` while the agent's audio plays (not
+        while it is paused), ``"thinking"`` from a user turn to its reply's first
+        frame, ``"listening"`` otherwise; ``"idle"`` instead of listening in a session
+        without audio input."""
+        return self._voice.agent_state
+
+    def subscribe(self, *, buffer: int | None = None
+                  ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[SessionEvent]]:
+        """``async with session.subscribe() as events:`` the session's events from now on.
+
+        Each subscriber has its own bounded buffer (``buffer`` events, default 256);
+        a subscriber that falls behind loses its oldest events (counted and logged),
+        so a slow or absent reader never blocks the session. The channel ends when
+        the session has closed.
+        """
+        return self._events.subscribe(buffer=buffer)
 
     @property
     def closed(self) -> bool:
@@ -249,9 +296,11 @@ class Session:
             priority=SpeechPriority(priority),
         )
         speech._state.schedule()
+        speech._on_change = self._voice.changed
         self._live[speech] = None
         self._queue.push(speech)
         self._nursery.start_soon(self._supervise, speech, source, name=f"speech {speech.id}")
+        self._events.publish(SpeechCreated(speech, "say" if isinstance(source, _Say) else "generate_reply"))
         return speech
 
     async def _scheduler(self) -> None:
@@ -263,6 +312,7 @@ class Session:
             self._current = speech
             speech._state.authorize()
             step.authorized.set()
+            self._voice.changed(speech)
             await step.playout_done.wait()
 
     # -- one speech -----------------------------------------------------------------------
@@ -305,6 +355,7 @@ class Session:
         speech._state.finish()
         self._live.pop(speech, None)
         speech._done.set()
+        self._voice.changed(speech)
 
     def _finish_playout(self, speech: SpeechHandle, step: _Step) -> None:
         if step.playout_done.is_set():
@@ -314,6 +365,7 @@ class Session:
         if speech._state.phase is SpeechPhase.AUTHORIZED:
             speech._state.playout_finished()
         step.playout_done.set()
+        self._voice.changed(speech)
 
     def _commit(self, speech: SpeechHandle, item: ChatMessage | FunctionCall | FunctionCallOutput) -> None:
         if speech.done():
@@ -408,7 +460,7 @@ class Session:
     async def _forward_text(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
         sentences, rest = _split_sentences(text)
         for sentence in [*sentences, rest] if rest else sentences:
-            await self._speak(sentence, playout)
+            await self._speak(speech, sentence, playout)
 
     async def _forward_stream(self, speech: SpeechHandle, recv: trio.MemoryReceiveChannel[str],
                               playout: _Playout) -> None:
@@ -419,11 +471,11 @@ class Session:
                 # Only the tail can hold a new sentence end (long text stays linear).
                 sentences, buffered = _split_sentences(buffered + piece, max(0, len(buffered) - 1))
                 for sentence in sentences:
-                    await self._speak(sentence, playout)
+                    await self._speak(speech, sentence, playout)
             if buffered:
-                await self._speak(buffered, playout)
+                await self._speak(speech, buffered, playout)
 
-    async def _speak(self, text: str, playout: _Playout) -> None:
+    async def _speak(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
         base_char, base_time = len(playout.text), playout.audio
         playout.text += text
         async with _aclosing(self._tts.synthesize(text)) as audio:
@@ -432,6 +484,8 @@ class Session:
                     return  # never capture after this step's audio was cleared
                 for word in chunk.words:
                     playout.words.append((base_time + word.start, base_char + word.end_char))
+                if not playout.segments:
+                    self._voice.before_first_frame(speech)  # a barge-in in progress pauses it now
                 playout.track(self._output.open_segment())  # known before the write can block
                 await self._output.capture_frame(chunk.frame)
                 playout.audio += chunk.frame.duration
@@ -489,8 +543,16 @@ class Session:
             self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))
 
     # -- closing ---------------------------------------------------------------------------
+    async def _run_voice(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        assert self._audio_input is not None
+        with self._voice_scope:
+            await self._voice.run(self._audio_input, task_status=task_status)
+
     async def _aclose(self) -> None:
         self._closing = True
+        # The user's voice first: no turn may be committed, nor a pause resumed, while
+        # the session closes.
+        self._voice_scope.cancel(reason="session closed")
         with trio.CancelScope(shield=True):
             start = trio.current_time()
             for speech in list(self._live):
@@ -513,6 +575,7 @@ class Session:
             if self._live:
                 logger.error("closing the session: cancelling speeches that did not finish: %s",
                              ", ".join(s.id for s in self._live))
+        self._events.close()
         self._nursery.cancel_scope.cancel(reason="session closed")
 
     async def _wait_all_done(self) -> None:
@@ -545,6 +608,8 @@ async def _serve_background(
             built.append(make(nursery))
             await nursery.start(output.serve)
             nursery.start_soon(built[0]._scheduler, name="speech scheduler")
+            if built[0]._audio_input is not None:
+                await nursery.start(built[0]._run_voice, name="user's voice")
             ready.set()
 
 
@@ -571,6 +636,10 @@ async def open_session(
     allow_interruptions: bool = True,
     sink_grace: float = 2.0,
     close_timeout: float = 10.0,
+    audio_input: AsyncIterable[AudioFrame] | None = None,
+    vad: VAD | None = None,
+    stt: STT | None = None,
+    turn: TurnOptions | None = None,
 ) -> AsyncGenerator[Session, None]:
     """Open a session; leaving the block closes it, bounded.
 
@@ -584,12 +653,20 @@ async def open_session(
 
     One sink serves one open session: opening a second session on a sink that is
     in use raises :class:`SinkInUseError`.
+
+    The user's voice: with ``audio_input`` (any async iterable of
+    :class:`AudioFrame`, the user's microphone) the session reads it while open and
+    feeds ``vad`` and ``stt`` (each its own copy of the audio, so a slow STT never
+    delays the VAD); ``turn`` (:class:`TurnOptions`, livekit's defaults) decides
+    barge-in, false interruptions and user turns. Without ``audio_input`` the agent
+    hears nothing and speaks only when told (``say``, ``generate_reply``).
     """
     sink_grace = _check_seconds("sink_grace", sink_grace)
     close_timeout = _check_seconds("close_timeout", close_timeout)
     if not isinstance(output, AudioOutput):
         raise TypeError(f"output must be an AudioOutput, got {type(output).__name__}")
     table = _tool_table(tools)
+    _check_voice(audio_input, vad, stt, turn)
     if id(output) in _sinks_in_use:
         raise SinkInUseError(f"{output!r} already serves an open session; give each session its own sink")
     _sinks_in_use[id(output)] = output
@@ -598,7 +675,8 @@ async def open_session(
     def make(nursery: trio.Nursery) -> Session:
         return Session(llm=llm, tts=tts, output=output, tools=table,
                        allow_interruptions=allow_interruptions, sink_grace=sink_grace,
-                       close_timeout=close_timeout, nursery=nursery)
+                       close_timeout=close_timeout, nursery=nursery, audio_input=audio_input,
+                       vad=vad, stt=stt, turn=turn)
 
     shield = trio.CancelScope(shield=True)
     built: list[Session] = []

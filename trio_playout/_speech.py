@@ -57,6 +57,7 @@ class _Step:
     playout_done: trio.Event = field(default_factory=trio.Event)
     playback: PlaybackResult | None = None
     runs: list[_ToolRun] = field(default_factory=list)
+    audio_started: bool = False  # its first frame went to the sink
 
 
 @dataclass(eq=False)
@@ -126,6 +127,7 @@ class SpeechHandle:
         self._steps: list[_Step] = [_Step(0)]
         self._chat_items: list[ChatItem] = []
         self._stop_audio: Callable[[], None] | None = None  # set while a step's audio is out
+        self._on_change: Callable[[SpeechHandle], None] | None = None  # the session's observer
         self.sink_timed_out = False
         """True if the sink never confirmed a stop (or the natural end) within
         ``sink_grace``: the speech finished without it, possibly while audio the
@@ -233,6 +235,8 @@ class SpeechHandle:
                     logger.exception("%s: stopping the audio failed; retrying in cleanup", self.id)
             for run in self._runs:
                 run.deliver(source)
+            if self._on_change is not None:
+                self._on_change(self)
         return self
 
     async def wait_for_interrupt(self) -> None:
