@@ -20,14 +20,19 @@ sink that buffers little (a room's audio source, ``trio_playout.RealtimeAudioSin
 never confirms is recorded as having played all of it. A sink that confirms, even
 late within the grace, is recorded where it says it stopped.
 
-In livekit's terms, when the grace runs out:
+In livekit's terms, when the grace runs out, the segments finish at the position where
+the given audio ends (time spent paused, seen on its way to the sink, counts):
 
-* the sink had been given audio that has had time to play out: the segments finish as
-  interrupted at the position where the given audio ends;
-* it still holds audio it cannot have played yet (a deaf sink that took the whole
-  reply): the segments finish as played out (``interrupted=False``) at that position,
-  because that is what the rule assumes will happen. The assistant message is still
-  marked interrupted (livekit takes that from the speech).
+* as played out (``interrupted=False``) if the sink still holds audio it cannot have
+  played yet, is not paused, and had been given the whole segment before the clear (a
+  deaf sink that took the whole reply): that is what the rule assumes will happen, and
+  so livekit's synchronizer writes the segment's whole text. The assistant message is
+  still marked interrupted (livekit takes that from the speech);
+* as interrupted otherwise. If the interrupt cut the segment's audio short (livekit
+  flushes and clears in the same step then), the words of audio never produced are
+  not claimed; but audio the sink holds and had no time to play when the grace ran out
+  is not in the transcript either (the synchronizer places words as the audio plays,
+  and had not got there), so such a sink is recorded with less than it was given.
 
 The transcript under livekit's ``TranscriptSynchronizer``
 ---------------------------------------------------------
@@ -98,40 +103,71 @@ class GraceAudioOutput(AudioOutput):
         self._timer: asyncio.TimerHandle | None = None
         self._freeze_timer: asyncio.TimerHandle | None = None
         self._transcript: Any = None  # the synchronizer segment to freeze, if any
+        # the unconfirmed audio: when it started, how much was given, time spent paused
         self._seg_start: float | None = None
         self._pushed = 0.0
+        self._paused_for = 0.0
+        self._paused_at: float | None = None
+        # whole: flushed in an earlier callback than the clear, so the producer had ended
+        # it (livekit flushes and clears in one go when an interrupt cuts the audio short)
+        self._flush_gen = 0
+        self._flush_settled = False
+        self._whole_at_clear = False
 
     @property
     def _next(self) -> AudioOutput:
         assert self.next_in_chain is not None
         return self.next_in_chain
 
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
         if self._seg_start is None:
-            self._seg_start = asyncio.get_running_loop().time()
-            self._pushed = 0.0
+            self._seg_start = self._now()
+            self._pushed = self._paused_for = 0.0
         self._pushed += frame.duration
+        self._flush_settled = False
         await self._next.capture_frame(frame)
 
     def flush(self) -> None:
         super().flush()
         self._next.flush()
+        self._flush_gen += 1
+        asyncio.get_running_loop().call_soon(self._settle_flush, self._flush_gen)
+
+    def _settle_flush(self, gen: int) -> None:
+        if gen == self._flush_gen:
+            self._flush_settled = True
+
+    def pause(self) -> None:
+        super().pause()
+        if self._paused_at is None:
+            self._paused_at = self._now()
+
+    def resume(self) -> None:
+        super().resume()
+        if self._paused_at is not None:
+            self._paused_for += self._now() - self._paused_at
+            self._paused_at = None
 
     def clear_buffer(self) -> None:
         loop = asyncio.get_running_loop()
         self._next.clear_buffer()
         if self._pending_playback_count > 0 and self._timer is None:
             self._timer = loop.call_later(self.grace, self._expire)
+            self._whole_at_clear = self._flush_settled
             self._transcript = _lk.transcript_segment_above(self)
             if self._transcript is not None:
                 # no word past the end of the audio the sink was given (see module doc)
                 self._freeze_timer = loop.call_at(self._given_until(loop.time()), self._freeze)
 
     def _given_until(self, now: float) -> float:
-        """Loop time at which the audio given so far has played out, at the latest."""
+        """Loop time by which the audio given so far has played out, at the latest."""
         start = self._seg_start if self._seg_start is not None else now
-        return start + self._pushed
+        paused = self._paused_for + (now - self._paused_at if self._paused_at is not None else 0.0)
+        return start + self._pushed + paused
 
     def _freeze(self) -> None:
         self._freeze_timer = None
@@ -156,9 +192,12 @@ class GraceAudioOutput(AudioOutput):
         owed = self._pending_playback_count
         if owed <= 0:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         position = self._pushed
-        played_out = self._given_until(now) > now  # it still holds audio: it plays on
+        # it holds audio it cannot have played yet (and is not paused): by the rule it
+        # plays on; if it had the whole segment, the segment is as good as played out
+        holds_more = self._given_until(now) > now and self._paused_at is None
+        played_out = holds_more and self._whole_at_clear
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
             self._freeze_timer = None

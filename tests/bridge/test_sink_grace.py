@@ -9,6 +9,7 @@ compared with an honest sink whose audio stopped at the same moment and which sa
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -16,10 +17,11 @@ import pytest
 import trio
 from harness import PREAMBLE, running_session
 from livekit import rtc
+from livekit.agents import Agent, AgentSession
 from livekit.agents.voice.io import AudioOutput, AudioOutputCapabilities
 
 import bridge
-from bridge.testing import FakeAudioSink, Reply
+from bridge.testing import FakeAudioSink, Reply, ScriptedLLM, SilentTTS, attach_sink
 
 T_INTERRUPT = 1.5
 
@@ -38,6 +40,11 @@ async def heard_text(sink: Any) -> tuple[str, bool]:
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def frame(seconds: float = 0.1, rate: int = 16000) -> rtc.AudioFrame:
+    n = int(seconds * rate)
+    return rtc.AudioFrame(data=b"\x00\x00" * n, sample_rate=rate, num_channels=1, samples_per_channel=n)
 
 
 class PassThrough(AudioOutput):
@@ -113,3 +120,68 @@ async def test_sink_confirming_late_within_the_grace_is_recorded_where_it_stoppe
     assert graced.expiries == []
     plain, _ = await heard_text(FakeAudioSink(buffer=0.2, clear_delay=0.15))
     assert text == plain
+
+
+async def test_reply_cut_while_synthesizing_is_not_claimed_whole(autojump_clock: trio.abc.Clock) -> None:
+    """The interrupt lands while the TTS is still producing the reply: the deaf sink holds
+    the audio of two sentences, the third was never synthesized. Taking what the sink
+    was given as heard must not claim the third sentence (the segment was reported as
+    played out, so livekit's synchronizer wrote the whole reply)."""
+    reply = "One two three four. Five six seven eight. Nine ten eleven twelve."
+    deaf = FakeAudioSink(clear_delay=math.inf)
+    graced = bridge.with_sink_grace(deaf, grace=2.0)
+    async with bridge.open_loop():
+        session: AgentSession[Any] = AgentSession(
+            llm=ScriptedLLM([Reply(text=reply)]), tts=SilentTTS(words_per_second=2.0, ttfb=1.0)
+        )
+        sync = attach_sink(session, graced)
+        await bridge.aio(session.start)(Agent(instructions="test"))
+        try:
+            handle = session.generate_reply(user_input="count")
+            await trio.sleep(1.5)
+            assert 0 < deaf.segments[0].captured < SilentTTS().duration_of(reply)  # still synthesizing
+            handle.interrupt()
+            with trio.fail_after(30):
+                await bridge.wait_for_playout(handle)
+            (msg,) = [i for i in session.history.items if i.type == "message" and i.role == "assistant"]
+        finally:
+            with trio.move_on_after(30, shield=True):
+                await bridge.aio(session.aclose)()
+                await bridge.aio(sync.aclose)()
+    text = msg.text_content or ""
+    assert msg.interrupted and reply.startswith(text) and words(text) > 0
+    assert "Nine" not in text  # no word of audio the sink never had
+    (expiry,) = graced.expiries
+    assert not expiry.played_out and expiry.position == pytest.approx(deaf.segments[0].captured)
+
+
+async def test_time_spent_paused_extends_the_audio_still_to_play(autojump_clock: trio.abc.Clock) -> None:
+    """The wrapper sees pause()/resume() on their way to the sink: audio paused for a
+    while plays out that much later, and a sink paused when the grace runs out is not
+    playing on (not finished as played out)."""
+
+    async def run(pause_for: float, resume: bool) -> bool:
+        async with bridge.open_loop():
+            graced = bridge.with_sink_grace(FakeAudioSink(clear_delay=math.inf), grace=0.9)
+
+            async def play_then_clear() -> None:
+                for _ in range(20):  # 2 s, taken at once
+                    await graced.capture_frame(frame())
+                graced.flush()
+                await asyncio.sleep(0.3)
+                graced.pause()
+                await asyncio.sleep(pause_for)
+                if resume:
+                    graced.resume()
+                graced.clear_buffer()
+                await graced.wait_for_playout()
+
+            await bridge.aio(play_then_clear)()
+            (expiry,) = graced.expiries
+            return expiry.played_out
+
+    # audio 0-2 s (the fake sink itself ignores the pause), cleared at 0.3 + the pause,
+    # given up 0.9 s later
+    assert await run(pause_for=0.0, resume=True) is True  # ends 2.0 > 1.2: it plays on
+    assert await run(pause_for=1.0, resume=True) is True  # ends 3.0 > 2.2 (2.0 without the pause)
+    assert await run(pause_for=1.0, resume=False) is False  # still paused: not playing
