@@ -41,8 +41,9 @@ from ._exceptions import (
 from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput, History
 from ._input import STT, VAD, Transcript, VADEvent, VADEventType
 from ._models import LLM, TTS, LLMChunk, LLMRequest, SynthesizedAudio, TextDelta, ToolCall, WordTiming
+from ._open import open_session
 from ._realtime_sink import PlayoutRecord, RealtimeAudioSink
-from ._session import InterruptResult, Session, open_session
+from ._session import InterruptResult, Session
 from ._speech import SpeechHandle, SpeechPriority
 from ._tools import FunctionTool, function_tool
 from ._turn import TurnOptions
