@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_playout._turn import (
@@ -168,6 +169,23 @@ def test_a_refused_interrupt_is_not_retried_in_the_same_utterance() -> None:
     r.end_of_speech(2.0)
     out = r.start_of_speech(3.0) + r.inference(3.5, 0.5)  # a new utterance may try again
     assert effects(out) == [InterruptSpeech(S, "audio_activity")]
+
+
+def test_a_refused_confirmed_interrupt_does_not_pause_again_in_the_same_utterance() -> None:
+    # Found by the property: the words confirm the pause, the interrupt is refused (the driver
+    # reports the speech still playing, unpaused) and the same utterance paused it again, so
+    # the ReleasePause that followed left the rules believing it paused while it played.
+    r = playing_rules(TurnOptions(min_interruption_duration=0.0))
+    out = r.start_of_speech(1.0) + r.inference(1.1, 0.1)
+    assert effects(out) == [PauseAudio(S)]
+    out = r.transcript(1.2, "stop", final=True)
+    assert effects(out) == [InterruptSpeech(S, "user_turn"), ReleasePause(S)]
+    assert effects(r.speech_update(1.2, S, PLAYING) + r.inference(1.3, 0.3)) == []
+    assert r.paused_speech is None and r.agent_state == "speaking"
+    r.end_of_speech(1.4)
+    r.tick(1.9)  # the turn completes; the speech refused again and plays on
+    out = r.start_of_speech(3.0) + r.inference(3.1, 0.1)  # a new utterance may pause it again
+    assert effects(out) == [PauseAudio(S)]
 
 
 def test_protected_speech_is_never_paused_nor_interrupted_but_words_are_kept() -> None:
@@ -554,42 +572,56 @@ class _Sim:
     finals: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     steps: int = 0
+    queue: deque[Action] = field(default_factory=deque)
+    draining: bool = False
 
     def current(self) -> _Speech | None:
         return next((s for s in self.speeches if s.playing and not s.finished), None)
 
     def run(self, actions: list[Action]) -> None:
+        """Execute ``actions`` in order, like VoiceDriver: the actions that acting on one
+        produces (a resync) queue after the rest of the batch, never in the middle of it."""
         self.steps += len(actions)
         assert self.steps < 10_000, "the rules keep acting: a loop"
-        for action in actions:
-            if isinstance(action, (PauseAudio, ResumeAudio, ReleasePause, InterruptSpeech)):
-                speech = next(s for s in self.speeches if s.key == action.speech)
-                if isinstance(action, PauseAudio):
-                    if speech.finished or not speech.playing or not speech.interruptible:
-                        self.problems.append(f"paused {speech}")
-                    speech.paused = True
-                elif isinstance(action, ResumeAudio):
-                    if speech.finished:
-                        self.problems.append(f"resumed after done {speech}")
-                    speech.paused = False
-                elif isinstance(action, ReleasePause):
-                    speech.paused = False
-                elif speech.refuse:
-                    speech.paused = False
-                    self.run(self.rules.speech_update(self.now, speech.key, speech.facts()))  # resync
-                else:
-                    if not speech.interruptible:
-                        self.problems.append(f"interrupted protected {speech}")
-                    self.finish(speech)
-            elif isinstance(action, CompleteUserTurn):
-                if not action.text.strip():
-                    self.problems.append("empty turn")
-                self.turns.append(action.text)
-                # the host: interrupt the earlier interruptible speech, then commit
-                current = self.current()
-                if current is not None and current.interruptible and not current.refuse:
-                    self.finish(current)
-                self.run(self.rules.turn_committed(self.now, None))
+        self.queue.extend(actions)
+        if self.draining:
+            return
+        self.draining = True
+        try:
+            while self.queue:
+                self._do(self.queue.popleft())
+        finally:
+            self.draining = False
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, (PauseAudio, ResumeAudio, ReleasePause, InterruptSpeech)):
+            speech = next(s for s in self.speeches if s.key == action.speech)
+            if isinstance(action, PauseAudio):
+                if speech.finished or not speech.playing or not speech.interruptible:
+                    self.problems.append(f"paused {speech}")
+                speech.paused = True
+            elif isinstance(action, ResumeAudio):
+                if speech.finished:
+                    self.problems.append(f"resumed after done {speech}")
+                speech.paused = False
+            elif isinstance(action, ReleasePause):
+                speech.paused = False
+            elif speech.refuse:
+                speech.paused = False
+                self.run(self.rules.speech_update(self.now, speech.key, speech.facts()))  # resync
+            else:
+                if not speech.interruptible:
+                    self.problems.append(f"interrupted protected {speech}")
+                self.finish(speech)
+        elif isinstance(action, CompleteUserTurn):
+            if not action.text.strip():
+                self.problems.append("empty turn")
+            self.turns.append(action.text)
+            # the host: interrupt the earlier interruptible speech, then commit
+            current = self.current()
+            if current is not None and current.interruptible and not current.refuse:
+                self.finish(current)
+            self.run(self.rules.turn_committed(self.now, None))
 
     def finish(self, speech: _Speech) -> None:
         if not speech.finished:
@@ -674,6 +706,15 @@ def _scenario(draw: st.DrawFn) -> tuple[TurnOptions, str, list[tuple[float, str,
 
 @settings(max_examples=400, deadline=None)
 @given(_scenario())
+@example((  # a refused "user_turn" interrupt re-paused in the same utterance, then released
+    TurnOptions(min_interruption_duration=0.0, false_interruption_timeout=0.5,
+                min_endpointing_delay=0.0, auto_reply=False),
+    "both",
+    [(0.1, "start", None), (0.1, "final", ""), (0.1, "final", ""), (0.2, "end", None),
+     (0.3, "start", None), (0.4, "end", None), (0.5, "start", None), (0.6, "end", None),
+     (0.7, "start", None), (0.7, "final", "w0"), (0.8, "end", None)],
+    [_Speech("s0", 0.0, 0.2, interruptible=True, pausable=True, refuse=True)],
+))
 def test_property_turns_words_pauses(scenario: tuple[TurnOptions, str, list[tuple[float, str, object]],
                                                      list[_Speech]]) -> None:
     options, mode, inputs, speeches = scenario

@@ -31,7 +31,8 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    inference, every transcript and every fact update (audio that starts while the
    user already talks is barged in on at its first frame), and interrupts a speech
    at most once per utterance (if the interrupt was refused, the next utterance may
-   try again). Shorter speech does nothing. A protected speech is never paused or
+   try again; this counts the ``"user_turn"`` interrupt of rule 3 too). Shorter
+   speech does nothing. A protected speech is never paused or
    interrupted; the words are kept.
 3. **Confirmed.** A paused speech is interrupted (source ``"user_turn"``) as soon as
    the current utterance's final transcripts hold ``max(1, min_interruption_words)``
@@ -497,6 +498,7 @@ class TurnRules:
         assert speech is not None
         self._clear_pause()
         self._speeches.pop(speech, None)
+        self._barged = speech  # once per utterance, even if the driver reports it refused
         out.append(InterruptSpeech(speech, "user_turn"))
         out.append(ReleasePause(speech))
 
