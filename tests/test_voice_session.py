@@ -1,0 +1,308 @@
+"""Issue 8 at the session level: ``tp.open_session(audio_input=, vad=, stt=, turn=)``.
+
+Everything runs in virtual time (``autojump_clock``) with trio_playout.testing's fakes:
+the user is a :class:`SilentInput` microphone (20 ms frames) heard by a
+:class:`ScriptedVAD` and a :class:`ScriptedSTT` (their times are seconds since the
+session opened, which is t = 0), the agent a :class:`ScriptedLLM` and a
+:class:`FakeTTS` (3 words per second: word *k* starts at k/3 s of the step's audio)
+playing into a :class:`RealtimeAudioSink`, whose records say what a listener heard.
+The VAD window is 20 ms (one frame) unless a test checks the quantization itself, so
+a barge-in lands exactly at ``start + min_interruption_duration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+import trio_playout as tp
+from trio_playout.testing import (
+    FakeTTS,
+    LLMReply,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedVAD,
+    SilentInput,
+    ToolCall,
+)
+
+from .conftest import assistant_messages, outputs
+
+approx = pytest.approx
+# 12 words at 3 words per second: 4 s of audio; word k starts at k/3 s.
+TWELVE = "one two three four five six seven eight nine ten eleven twelve."
+WORDS = TWELVE.rstrip(".").split()
+AUDIO = 4.0
+EPS = 1e-6
+
+
+def heard_words(position: float) -> str:
+    """The text history must hold for a step of TWELVE heard up to ``position``."""
+    return " ".join(w for k, w in enumerate(WORDS) if k / 3 < position - 1e-9)
+
+
+@dataclass
+class Voice:
+    """An open voice session and what happened in it."""
+
+    session: tp.Session
+    sink: tp.RealtimeAudioSink
+    llm: ScriptedLLM
+    events: list[tuple[float, tp.SessionEvent]] = field(default_factory=list)
+
+    def of(self, kind: type) -> list[tuple[float, tp.SessionEvent]]:
+        return [(t, e) for t, e in self.events if isinstance(e, kind)]
+
+    def states(self, kind: type) -> list[tuple[float, str]]:
+        return [(t, e.new) for t, e in self.of(kind)]  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def voice(*, speech: Sequence[tuple[float, float]] = (),
+                transcripts: Sequence[tuple[float, str] | tuple[float, str, bool]] = (),
+                turn: tp.TurnOptions | None = None, replies: Sequence[LLMReply] = (),
+                sink: tp.RealtimeAudioSink | None = None, tools: Sequence[tp.FunctionTool] = (),
+                window: float = 0.02, vad: tp.VAD | str | None = "scripted",
+                stt: tp.STT | str | None = "scripted", audio_input: object = None,
+                tts: FakeTTS | None = None) -> AsyncIterator[Voice]:
+    """A session that hears ``speech`` (VAD intervals) and ``transcripts`` (STT)."""
+    sink = sink if sink is not None else tp.RealtimeAudioSink()
+    llm = ScriptedLLM(list(replies))
+    the_vad = ScriptedVAD(speech=speech, window=window) if vad == "scripted" else vad
+    the_stt = ScriptedSTT(transcripts) if stt == "scripted" else stt
+    assert not isinstance(the_vad, str) and not isinstance(the_stt, str)
+    async with (
+        trio.open_nursery() as nursery,
+        tp.open_session(llm=llm, tts=tts or FakeTTS(), output=sink, tools=tools,
+                        audio_input=audio_input or SilentInput(),  # type: ignore[arg-type]
+                        vad=the_vad, stt=the_stt, turn=turn or tp.TurnOptions()) as session,
+    ):
+            v = Voice(session, sink, llm)
+
+            async def record(task_status: trio.TaskStatus[None]) -> None:
+                async with session.subscribe(buffer=100_000) as events:
+                    task_status.started()
+                    async for event in events:
+                        v.events.append((trio.current_time(), event))
+
+            await nursery.start(record)
+            yield v
+
+
+def audible(record: tp.PlayoutRecord) -> float:
+    """Seconds a listener heard of ``record``: start to stop minus its pauses."""
+    assert record.stopped_at is not None
+    paused = sum((back if back is not None else record.stopped_at) - at for at, back in record.pauses)
+    return record.stopped_at - record.started_at - paused
+
+
+def check_states(v: Voice) -> None:
+    """The state events chain (each old is the previous new) and end at the session's state."""
+    for kind, first, now in ((tp.UserStateChanged, "listening", v.session.user_state),
+                             (tp.AgentStateChanged, "listening", v.session.agent_state)):
+        state = first
+        for _, event in v.of(kind):
+            assert event.old == state and event.new != state  # type: ignore[attr-defined]
+            state = event.new  # type: ignore[attr-defined]
+        assert state == now
+
+
+# -- 1. barge-in ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("min_duration", [0.3, 0.5])
+async def test_barge_in_pauses_at_min_interruption_duration(
+        autojump_clock: trio.testing.MockClock, min_duration: float) -> None:
+    async with voice(speech=[(1.0, 2.0)], turn=tp.TurnOptions(min_interruption_duration=min_duration)) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(1.0 + min_duration - 0.01)
+        assert v.sink.pauses == [] and v.session.agent_state == "speaking"
+        await trio.sleep(0.02)
+        assert v.sink.pauses == [(approx(1.0 + min_duration), None)]
+        assert v.session.agent_state == "listening" and not speech.interrupted
+        await speech
+    assert v.sink.records[0].pauses == [(approx(1.0 + min_duration), approx(4.0))]
+    check_states(v)
+
+
+async def test_barge_in_is_quantized_by_the_vad_window(autojump_clock: trio.testing.MockClock) -> None:
+    """With 32 ms windows the VAD first reports 0.5 s of speech at the window ending 1.504,
+    which reaches the session with the next 20 ms frame (1.52): no earlier, no later."""
+    async with voice(speech=[(1.0, 2.0)], window=0.032) as v:
+        await v.session.say(TWELVE)
+    assert v.sink.pauses == [(approx(1.52), approx(4.0))]
+
+
+@pytest.mark.parametrize("cough", [0.1, 0.48])
+async def test_a_cough_shorter_than_min_interruption_duration_changes_nothing(
+        autojump_clock: trio.testing.MockClock, cough: float) -> None:
+    async with voice(speech=[(1.0, 1.0 + cough)]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(AUDIO)
+    assert v.sink.pauses == [] and not speech.interrupted
+    assert [(m.text, m.interrupted) for m in v.session.history] == [(TWELVE, False)]
+    assert v.of(tp.FalseInterruption) == [] and v.of(tp.UserTurnCompleted) == []
+    assert v.states(tp.AgentStateChanged) == [(0.0, "speaking"), (approx(AUDIO), "listening")]
+    assert v.states(tp.UserStateChanged) == [(approx(1.0), "speaking"), (approx(1.0 + cough), "listening")]
+
+
+@pytest.mark.parametrize("how", ["sink cannot pause", "resume_false_interruption=False",
+                                 "false_interruption_timeout=None"])
+async def test_barge_in_interrupts_when_pausing_is_off(autojump_clock: trio.testing.MockClock,
+                                                       how: str) -> None:
+    turn = tp.TurnOptions(resume_false_interruption=how != "resume_false_interruption=False",
+                          false_interruption_timeout=None if how.endswith("None") else 2.0)
+    sink = tp.RealtimeAudioSink(can_pause=how != "sink cannot pause")
+    async with voice(speech=[(1.0, 2.0)], turn=turn, sink=sink) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(1.49)
+        assert not speech.interrupted
+        await speech
+        assert trio.current_time() == approx(1.5)
+        assert speech.interrupted and speech.interrupt_source == "audio_activity"
+    assert v.sink.pauses == []
+    assert v.sink.records[0].stopped_at == approx(1.5) and v.sink.records[0].position == approx(1.5)
+    assert [(m.text, m.interrupted) for m in v.session.history] == [(heard_words(1.5), True)]
+    assert v.of(tp.FalseInterruption) == []
+
+
+# -- 2. confirmed by words ----------------------------------------------------------------------------
+
+async def test_words_after_the_pause_interrupt_at_the_paused_position(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.6, "please", False), (1.8, "please stop", True)],
+                     replies=[LLMReply("Okay.")]) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(1.7)
+        assert v.sink.pauses == [(approx(1.5), None)] and not speech.interrupted  # an interim is not words
+        await speech
+        assert trio.current_time() == approx(1.8)
+        assert speech.interrupted and speech.interrupt_source == "user_turn"
+        await trio.sleep(3.0)
+    first = v.sink.records[0]
+    assert first.position == approx(1.5) and first.interrupted and first.stopped_at == approx(1.5)
+    assert first.pauses == [(approx(1.5), None)]  # never resumed
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", heard_words(1.5), True), ("user", "please stop", False), ("assistant", "Okay.", False)]
+    assert v.of(tp.FalseInterruption) == []
+    assert [e.text for _, e in v.of(tp.UserTurnCompleted)] == ["please stop"]  # type: ignore[attr-defined]
+    assert v.of(tp.UserTurnCompleted)[0][0] == approx(2.5)
+    assert len(v.sink.pauses) == 1  # the reply is never paused by the old pause
+    check_states(v)
+
+
+async def test_a_tool_of_the_paused_speech_gets_the_interrupt_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    cancelled: list[float] = []
+    finals: list[float] = []
+
+    @tp.function_tool
+    async def lookup(ctx: tp.RunContext) -> str:
+        """Look something up slowly."""
+        try:
+            await trio.sleep(100)
+            return "found"
+        except trio.Cancelled:
+            cancelled.append(trio.current_time())
+            raise
+        finally:
+            finals.append(trio.current_time())
+            with trio.move_on_after(0.5, shield=True):
+                await trio.sleep(0.1)  # cleanup that awaits
+
+    reply = LLMReply(TWELVE, [ToolCall("lookup", {}, call_id="c1")])
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.8, "stop", True)], tools=[lookup],
+                     replies=[reply, LLMReply("Stopped.")]) as v:
+        speech = v.session.generate_reply()
+        await speech
+        await trio.sleep(3.0)
+    assert speech.interrupt_source == "user_turn"
+    assert cancelled == [approx(1.8)] and finals == [approx(1.8)]
+    assert len(outputs(v.session.history, "c1")) == 1 and outputs(v.session.history, "c1")[0].interrupted
+    assert assistant_messages(speech.chat_items)[0].text == heard_words(1.5)
+
+
+# -- 3. false interruptions -----------------------------------------------------------------------------
+
+async def test_a_false_interruption_resumes_where_it_paused(autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        done_at = trio.current_time()
+    # paused at 1.5, resumed 2 s after the user's speech ended, then the other 2.5 s
+    assert v.sink.pauses == [(approx(1.5), approx(4.0))]
+    record = v.sink.records[0]
+    assert record.position == approx(AUDIO) and not record.interrupted
+    assert audible(record) == approx(AUDIO)  # nothing skipped, nothing replayed
+    assert done_at == approx(6.5) and record.stopped_at == approx(6.5)
+    falses = v.of(tp.FalseInterruption)
+    assert [(t, e.speech, e.resumed) for t, e in falses] == [(approx(4.0), speech, True)]  # type: ignore[attr-defined]
+    assert not speech.interrupted
+    assert v.states(tp.AgentStateChanged) == [(0.0, "speaking"), (approx(1.5), "listening"),
+                                              (approx(4.0), "speaking"), (approx(6.5), "listening")]
+    # history exactly as without the interruption
+    async with voice() as quiet:
+        await quiet.session.say(TWELVE)
+    assert list(v.session.history) == list(quiet.session.history)
+    check_states(v)
+
+
+@pytest.mark.parametrize("how", ["interrupted", "forced"])
+async def test_no_resume_on_a_speech_interrupted_while_paused(autojump_clock: trio.testing.MockClock,
+                                                              how: str) -> None:
+    async with voice(speech=[(1.0, 2.0)]) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(2.5)
+        v.session.interrupt(force=how == "forced")
+        await speech
+        assert trio.current_time() == approx(2.5)
+        after = v.session.say("after that.")
+        await after
+        assert trio.current_time() == approx(2.5 + 2 / 3, abs=1e-3)
+        await trio.sleep(3.0)  # the old resume deadline (4.0) passes
+    assert v.of(tp.FalseInterruption) == []
+    assert v.sink.records[0].position == approx(1.5) and v.sink.records[0].interrupted
+    assert v.sink.records[1].pauses == [] and v.sink.records[1].position == approx(2 / 3, abs=1e-3)
+    assert [(m.text, m.interrupted) for m in v.session.history] == [
+        (heard_words(1.5), True), ("after that.", False)]
+    check_states(v)
+
+
+async def test_no_resume_on_a_speech_superseded_by_a_new_turn(autojump_clock: trio.testing.MockClock) -> None:
+    """Paused; a late final (after the user stopped) completes a turn: the turn interrupts the
+    paused speech, its reply plays, and the old pause's timer never touches the reply."""
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(2.3, "no", True)],
+                     replies=[LLMReply(TWELVE)]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert speech.interrupt_source == "user_turn" and trio.current_time() == approx(2.3)
+        await trio.sleep(10.0)
+    assert v.of(tp.FalseInterruption) == []
+    assert len(v.sink.pauses) == 1 and v.sink.records[1].pauses == []
+    assert v.sink.records[1].position == approx(AUDIO)
+    assert [(m.role, m.text) for m in v.session.history] == [
+        ("assistant", heard_words(1.5)), ("user", "no"), ("assistant", TWELVE)]
+
+
+async def test_a_transcript_after_the_resume_still_ends_the_speech(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(4.5, "stop", True)],
+                     replies=[LLMReply("Sure.")]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(4.5)
+        await trio.sleep(2.0)
+    # resumed at 4.0 from 1.5: at 4.5 the listener has heard 2.0 s
+    assert speech.interrupt_source == "user_turn"
+    record = v.sink.records[0]
+    assert record.pauses == [(approx(1.5), approx(4.0))] and record.position == approx(2.0)
+    assert audible(record) == approx(2.0)
+    assert [(t, e.resumed) for t, e in v.of(tp.FalseInterruption)] == [(approx(4.0), True)]  # type: ignore[attr-defined]
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", heard_words(2.0), True), ("user", "stop", False), ("assistant", "Sure.", False)]
+    check_states(v)
