@@ -25,6 +25,11 @@ Hosting modes:
 * asyncio first (livekit's ``cli.run_app`` and job processes create their loop with
   ``asyncio.new_event_loop()``): call :func:`install` before that loop is created.
 
+The other way round, :func:`llm`, :func:`tts`, :func:`stt` and :func:`vad` adapt
+livekit plugin objects into trio_playout's provider protocols, so a trio-native
+``tp.open_session`` under a bridge loop uses livekit's plugins (see
+:mod:`bridge._adapters`).
+
 Importing this package is cheap and has no side effects: trio-asyncio (which patches
 asyncio process-wide when imported) is imported only when a public name other than
 :mod:`bridge.testing` is first used. Errors: see :mod:`bridge._errors` for the tree.
@@ -49,8 +54,12 @@ __all__ = [
     "install",
     "interruptible",
     "is_interrupted_output",
+    "llm",
     "open_loop",
     "run",
+    "stt",
+    "tts",
+    "vad",
     "wait_for_playout",
     "with_sink_grace",
 ]
@@ -74,9 +83,14 @@ _LAZY: dict[str, str] = {
     "INTERRUPTED_OUTPUT_PREFIX": "bridge._tools",
     "is_interrupted_output": "bridge._tools",
     "with_sink_grace": "bridge._grace",
+    "llm": "bridge._adapters",
+    "tts": "bridge._adapters",
+    "stt": "bridge._adapters",
+    "vad": "bridge._adapters",
 }
 
 if TYPE_CHECKING:
+    from bridge._adapters import llm, stt, tts, vad
     from bridge._errors import (
         AlreadyInterruptedError,
         BridgeError,

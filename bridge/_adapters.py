@@ -1,0 +1,376 @@
+"""livekit plugins as trio_playout providers: ``bridge.llm``, ``bridge.tts``, ``bridge.stt``, ``bridge.vad``.
+
+livekit-agents has dozens of asyncio plugins; a trio-native session
+(``tp.open_session``) talks to four small protocols. These adapters put one in front
+of the other, so a trio program running under :func:`bridge.run` or inside
+``async with bridge.open_loop():`` can use any livekit 1.8.x plugin object::
+
+    from livekit.plugins import openai, silero
+
+    async def main() -> None:
+        async with tp.open_session(
+            llm=bridge.llm(openai.LLM(model="gpt-4o-mini")),
+            tts=bridge.tts(openai.TTS(response_format="pcm")),
+            output=sink, tools=[...],
+            audio_input=mic, vad=bridge.vad(silero.VAD.load()),
+            stt=bridge.stt(openai.STT(), vad=silero.VAD.load()),
+        ) as session:
+            ...
+
+    bridge.run(main)
+
+What crosses, and how:
+
+* **LLM.** Our history becomes a livekit ``ChatContext`` (messages with their
+  ``interrupted`` flag, function calls and their outputs; an ``instructions`` string
+  becomes a leading system message). Our tools go as livekit *raw* function tools
+  carrying our JSON schemas: livekit only sends the schema to the model; the session
+  runs the calls, so the raw tool's body is never called. livekit's ``ChatChunk``
+  deltas come back as :class:`~trio_playout.TextDelta` and
+  :class:`~trio_playout.ToolCall` (livekit's plugins assemble a call's argument
+  deltas before emitting it, so each call arrives whole).
+* **TTS.** ``synthesize(text)`` runs the plugin's ``synthesize`` (every livekit TTS has
+  it; streaming TTSs implement it over their stream) and turns each ``rtc.AudioFrame``
+  into an :class:`~trio_playout.AudioFrame`. Word timings are passed on when the
+  plugin gives them (livekit's timed transcripts on the frame, for TTSs with
+  ``aligned_transcript``); each word is located in the text by searching forward from
+  the previous one. Without them (OpenAI's TTS, most HTTP TTSs) frames carry no
+  words, and the session then records an interrupted reply at sentence granularity:
+  every sentence sent to the TTS counts as heard.
+* **STT.** Our frames are pushed into the plugin's ``stream()``; ``FINAL_TRANSCRIPT``
+  events become final :class:`~trio_playout.Transcript`, ``INTERIM`` and
+  ``PREFLIGHT`` ones interim transcripts. A non-streaming STT (OpenAI's Whisper
+  endpoint) needs ``vad=``, a livekit VAD: it is wrapped in livekit's own
+  ``stt.StreamAdapter``, which transcribes each utterance the VAD delimits.
+* **VAD.** Our frames are pushed into the plugin's ``stream()``; its events become
+  :class:`~trio_playout.VADEvent` (``INFERENCE_DONE`` -> ``INFERENCE``), with
+  livekit's audio-time ``timestamp``.
+
+Cancellation and errors (see :mod:`bridge._adapt_stream`): the session closes a
+provider's iterator when a speech is interrupted or the session closes; that cancels
+the livekit stream's owner task once, ``aclose()`` runs exactly once (closing the HTTP
+response or websocket), and the trio side waits, shielded and bounded, until it is
+done, so no asyncio task is left pending. livekit's retries (``conn_options``: by
+default 3 retries, 2 s apart, only before the first chunk reached us) run inside the
+plugin; what finally fails is raised as a typed error, see :func:`provider_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import llm as lk_llm
+from livekit.agents import stt as lk_stt
+from livekit.agents import tts as lk_tts
+from livekit.agents import vad as lk_vad
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    NOT_GIVEN,
+    USERDATA_TIMED_TRANSCRIPT,
+    APIConnectOptions,
+    NotGivenOr,
+)
+
+import trio_playout as tp
+
+from ._adapt_errors import provider_error
+from ._adapt_stream import CLOSE_TIMEOUT, lk_events
+
+__all__ = ["LivekitLLM", "LivekitSTT", "LivekitTTS", "LivekitVAD", "llm", "stt", "tts", "vad"]
+
+logger = logging.getLogger("bridge")
+
+
+# -- LLM --------------------------------------------------------------------------------
+
+
+async def _never_called(raw_arguments: dict[str, object]) -> None:
+    """Body of the raw tools we hand livekit: the trio session runs the calls itself."""
+    raise RuntimeError("a bridged tool schema was called by livekit; the trio session runs tools")
+
+
+def to_chat_context(history: Sequence[tp.ChatItem], instructions: str | None = None) -> lk_llm.ChatContext:
+    """Our history as a livekit ``ChatContext``, in order.
+
+    Empty messages are left out (an assistant reply interrupted before its first
+    word; providers reject empty content). An output's tool name, which livekit's
+    item carries and ours does not, comes from its call.
+    """
+    items: list[Any] = []
+    if instructions:
+        items.append(lk_llm.ChatMessage(role="system", content=[instructions]))
+    names: dict[str, str] = {}
+    for item in history:
+        if isinstance(item, tp.ChatMessage):
+            if item.text:
+                items.append(lk_llm.ChatMessage(role=item.role, content=[item.text],
+                                                interrupted=item.interrupted))
+        elif isinstance(item, tp.FunctionCall):
+            names[item.call_id] = item.name
+            items.append(lk_llm.FunctionCall(call_id=item.call_id, name=item.name,
+                                             arguments=item.arguments))
+        elif isinstance(item, tp.FunctionCallOutput):
+            items.append(lk_llm.FunctionCallOutput(call_id=item.call_id, name=names.get(item.call_id, ""),
+                                                   output=item.output, is_error=item.is_error))
+        else:  # pragma: no cover - the history holds only the three kinds
+            raise TypeError(f"unknown history item {item!r}")
+    return lk_llm.ChatContext(items)
+
+
+def to_livekit_tools(tools: Sequence[tp.FunctionTool]) -> list[lk_llm.Tool]:
+    """Our tools as livekit raw function tools: name, description and our JSON schema."""
+    return [lk_llm.function_tool(_never_called, raw_schema=tool.to_schema()) for tool in tools]
+
+
+def from_chat_chunk(chunk: lk_llm.ChatChunk) -> Iterable[tp.LLMChunk]:
+    """A livekit ``ChatChunk`` as our chunks: its text first, then its (whole) tool calls."""
+    delta = chunk.delta
+    if delta is None:
+        return ()
+    out: list[tp.LLMChunk] = []
+    if delta.content:
+        out.append(tp.TextDelta(delta.content))
+    for call in delta.tool_calls:
+        out.append(tp.ToolCall(name=call.name, arguments=call.arguments, call_id=call.call_id or None))
+    return out
+
+
+class LivekitLLM:
+    """trio_playout's :class:`~trio_playout.LLM` over a livekit ``llm.LLM`` (see :func:`llm`)."""
+
+    def __init__(self, lk: lk_llm.LLM[Any], *, instructions: str | None = None,
+                 conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+                 close_timeout: float = CLOSE_TIMEOUT, **chat_kwargs: Any) -> None:
+        self.livekit = lk
+        self.instructions = instructions
+        self.conn_options = conn_options
+        self.close_timeout = close_timeout
+        self._chat_kwargs = chat_kwargs
+
+    def __repr__(self) -> str:
+        return f"<bridge.llm {self.livekit.label} model={self.livekit.model!r}>"
+
+    def stream(self, request: tp.LLMRequest) -> AsyncIterator[tp.LLMChunk]:
+        chat_ctx = to_chat_context(request.history, self.instructions)
+        tools = to_livekit_tools(request.tools)
+
+        def open_stream() -> lk_llm.LLMStream:
+            return self.livekit.chat(chat_ctx=chat_ctx, tools=tools, conn_options=self.conn_options,
+                                     **self._chat_kwargs)
+
+        return lk_events(open_stream, from_chat_chunk, what=f"{self.livekit.label} chat stream",
+                         map_error=provider_error, close_timeout=self.close_timeout)
+
+
+def llm(lk: lk_llm.LLM[Any], *, instructions: str | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS, **chat_kwargs: Any) -> LivekitLLM:
+    """Adapt a livekit ``llm.LLM`` (any plugin) into a trio_playout ``LLM``.
+
+    ``instructions`` becomes a system message before the history. ``conn_options``
+    (livekit's retries and timeout) and ``chat_kwargs`` (``tool_choice=``,
+    ``parallel_tool_calls=``, ``extra_kwargs=``) go to ``chat()``. Must be iterated
+    under a bridge loop (``bridge.run`` / ``bridge.open_loop``).
+    """
+    if not isinstance(lk, lk_llm.LLM):
+        raise TypeError(f"bridge.llm() takes a livekit llm.LLM, got {type(lk).__name__}")
+    return LivekitLLM(lk, instructions=instructions, conn_options=conn_options, **chat_kwargs)
+
+
+# -- TTS --------------------------------------------------------------------------------
+
+
+def from_rtc_frame(frame: rtc.AudioFrame) -> tp.AudioFrame:
+    """A livekit ``rtc.AudioFrame`` (native-endian int16, little-endian on every platform
+    livekit ships wheels for) as our frame."""
+    data = bytes(frame.data.cast("B"))[: 2 * frame.samples_per_channel * frame.num_channels]
+    return tp.AudioFrame(data, frame.sample_rate, frame.num_channels)
+
+
+def to_rtc_frame(frame: tp.AudioFrame) -> rtc.AudioFrame:
+    """Our frame as a livekit ``rtc.AudioFrame``."""
+    return rtc.AudioFrame(frame.data, frame.sample_rate, frame.num_channels, frame.samples_per_channel)
+
+
+class _WordLocator:
+    """Turns livekit's timed words into :class:`~trio_playout.WordTiming` over ``text``.
+
+    livekit gives each word's text and times (seconds from the start of the
+    synthesis); we need its character span in the text we sent. Words are found by
+    searching forward from the end of the previous one; a word not found (the TTS
+    normalized it: "10" spoken as "ten") is skipped, so the heard text is cut at the
+    last word that could be placed, never past it.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.cursor = 0
+
+    def words(self, frame: rtc.AudioFrame) -> tuple[tp.WordTiming, ...]:
+        timed = frame.userdata.get(USERDATA_TIMED_TRANSCRIPT) or ()
+        out: list[tp.WordTiming] = []
+        for word in timed:
+            start, end = getattr(word, "start_time", NOT_GIVEN), getattr(word, "end_time", NOT_GIVEN)
+            token = str(word).strip()
+            if not token or not isinstance(start, (int, float)):
+                continue
+            at = self.text.find(token, self.cursor)
+            if at < 0:
+                continue
+            self.cursor = at + len(token)
+            stop = float(end) if isinstance(end, (int, float)) else float(start)
+            out.append(tp.WordTiming(float(start), stop, at, self.cursor))
+        return tuple(out)
+
+
+class LivekitTTS:
+    """trio_playout's :class:`~trio_playout.TTS` over a livekit ``tts.TTS`` (see :func:`tts`)."""
+
+    def __init__(self, lk: lk_tts.TTS[Any], *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.livekit = lk
+        self.conn_options = conn_options
+        self.close_timeout = close_timeout
+
+    def __repr__(self) -> str:
+        return f"<bridge.tts {self.livekit.label} model={self.livekit.model!r}>"
+
+    def synthesize(self, text: str) -> AsyncIterator[tp.SynthesizedAudio]:
+        locate = _WordLocator(text)
+
+        def convert(audio: lk_tts.SynthesizedAudio) -> Iterable[tp.SynthesizedAudio]:
+            if audio.frame.samples_per_channel == 0:
+                return ()
+            return (tp.SynthesizedAudio(from_rtc_frame(audio.frame), locate.words(audio.frame)),)
+
+        def open_stream() -> lk_tts.ChunkedStream:
+            return self.livekit.synthesize(text, conn_options=self.conn_options)
+
+        return lk_events(open_stream, convert, what=f"{self.livekit.label} synthesis",
+                         map_error=provider_error, close_timeout=self.close_timeout)
+
+
+def tts(lk: lk_tts.TTS[Any], *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> LivekitTTS:
+    """Adapt a livekit ``tts.TTS`` (any plugin) into a trio_playout ``TTS``.
+
+    Each ``synthesize(text)`` is one plugin ``synthesize`` request. Audio comes in the
+    plugin's sample rate (the session's sink resamples if it must). Word timings only
+    if the plugin provides them; see the module docstring for what happens without.
+    """
+    if not isinstance(lk, lk_tts.TTS):
+        raise TypeError(f"bridge.tts() takes a livekit tts.TTS, got {type(lk).__name__}")
+    return LivekitTTS(lk, conn_options=conn_options)
+
+
+# -- STT and VAD ------------------------------------------------------------------------
+
+
+def _push_frame(stream: Any, frame: tp.AudioFrame) -> None:
+    stream.push_frame(to_rtc_frame(frame))
+
+
+_TRANSCRIPT_KINDS = {
+    lk_stt.SpeechEventType.FINAL_TRANSCRIPT: True,
+    lk_stt.SpeechEventType.INTERIM_TRANSCRIPT: False,
+    lk_stt.SpeechEventType.PREFLIGHT_TRANSCRIPT: False,
+}
+
+
+def from_speech_event(event: lk_stt.SpeechEvent) -> Iterable[tp.Transcript]:
+    """A livekit ``SpeechEvent`` as our transcript (its first alternative), if it is one."""
+    final = _TRANSCRIPT_KINDS.get(event.type)
+    if final is None or not event.alternatives:
+        return ()
+    text = event.alternatives[0].text.strip()
+    return (tp.Transcript(text, final=final),) if text else ()
+
+
+class LivekitSTT:
+    """trio_playout's :class:`~trio_playout.STT` over a livekit ``stt.STT`` (see :func:`stt`)."""
+
+    def __init__(self, lk: lk_stt.STT[Any], *, language: NotGivenOr[str] = NOT_GIVEN,
+                 conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.livekit = lk
+        self.language = language
+        self.conn_options = conn_options
+        self.close_timeout = close_timeout
+
+    def __repr__(self) -> str:
+        return f"<bridge.stt {self.livekit.label} model={self.livekit.model!r}>"
+
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.Transcript]:
+        def open_stream() -> lk_stt.RecognizeStream:
+            return self.livekit.stream(language=self.language, conn_options=self.conn_options)
+
+        return lk_events(open_stream, from_speech_event, what=f"{self.livekit.label} recognition",
+                         map_error=provider_error, frames=frames, push=_push_frame,
+                         close_timeout=self.close_timeout)
+
+
+def stt(lk: lk_stt.STT[Any], *, vad: lk_vad.VAD | None = None, language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> LivekitSTT:
+    """Adapt a livekit ``stt.STT`` (any plugin) into a trio_playout ``STT``.
+
+    A streaming STT is used as is. A non-streaming one (``capabilities.streaming`` is
+    False, as OpenAI's Whisper endpoint) needs ``vad``, a *livekit* VAD: it is wrapped
+    in livekit's ``stt.StreamAdapter``, which sends each utterance the VAD delimits
+    to ``recognize`` and yields one final transcript per utterance.
+    """
+    if not isinstance(lk, lk_stt.STT):
+        raise TypeError(f"bridge.stt() takes a livekit stt.STT, got {type(lk).__name__}")
+    if not lk.capabilities.streaming:
+        if vad is None:
+            raise tp.VoiceOptionsError(
+                f"{lk.label} does not stream: pass vad=<a livekit VAD> so each utterance is "
+                "transcribed (livekit's stt.StreamAdapter)")
+        if not isinstance(vad, lk_vad.VAD):
+            raise TypeError(f"vad= takes a livekit vad.VAD, got {type(vad).__name__}")
+        lk = lk_stt.StreamAdapter(stt=lk, vad=vad)
+    return LivekitSTT(lk, language=language, conn_options=conn_options)
+
+
+_VAD_TYPES = {
+    lk_vad.VADEventType.START_OF_SPEECH: tp.VADEventType.START_OF_SPEECH,
+    lk_vad.VADEventType.INFERENCE_DONE: tp.VADEventType.INFERENCE,
+    lk_vad.VADEventType.END_OF_SPEECH: tp.VADEventType.END_OF_SPEECH,
+}
+
+
+def from_vad_event(event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
+    """A livekit ``VADEvent`` as ours (its audio frames are not carried over)."""
+    kind = _VAD_TYPES.get(event.type)
+    if kind is None:
+        return ()
+    return (tp.VADEvent(kind, float(event.timestamp), speech_duration=float(event.speech_duration),
+                        silence_duration=float(event.silence_duration),
+                        probability=float(event.probability)),)
+
+
+class LivekitVAD:
+    """trio_playout's :class:`~trio_playout.VAD` over a livekit ``vad.VAD`` (see :func:`vad`)."""
+
+    def __init__(self, lk: lk_vad.VAD, *, close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.livekit = lk
+        self.close_timeout = close_timeout
+
+    def __repr__(self) -> str:
+        return f"<bridge.vad {type(self.livekit).__module__}.{type(self.livekit).__name__}>"
+
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+        return lk_events(self.livekit.stream, from_vad_event, what=f"{self!r} stream",
+                         map_error=provider_error, frames=frames, push=_push_frame,
+                         close_timeout=self.close_timeout)
+
+
+def vad(lk: lk_vad.VAD) -> LivekitVAD:
+    """Adapt a livekit ``vad.VAD`` (``silero.VAD.load()``, say) into a trio_playout ``VAD``.
+
+    Event times are the plugin's: seconds of audio since the stream started.
+    """
+    if not isinstance(lk, lk_vad.VAD):
+        raise TypeError(f"bridge.vad() takes a livekit vad.VAD, got {type(lk).__name__}")
+    return LivekitVAD(lk)
+
