@@ -306,3 +306,185 @@ async def test_a_transcript_after_the_resume_still_ends_the_speech(
     assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
         ("assistant", heard_words(2.0), True), ("user", "stop", False), ("assistant", "Sure.", False)]
     check_states(v)
+
+
+# -- 4. backchannel -------------------------------------------------------------------------------------
+
+async def test_a_backchannel_changes_nothing_and_its_words_open_the_next_turn(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """min_interruption_words=2: "mhm" and "yeah" (one word per utterance, two in the agent's
+    turn) neither pause nor interrupt nor get a reply; they lead the user's next turn."""
+    turn = tp.TurnOptions(min_interruption_words=2)
+    async with voice(speech=[(1.0, 1.8), (2.5, 3.3), (5.0, 6.0)], turn=turn,
+                     transcripts=[(1.7, "mhm"), (3.2, "yeah"), (5.9, "what time is it")],
+                     replies=[LLMReply("Noon.")]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(AUDIO)
+        await trio.sleep(4.0)
+    assert v.sink.pauses == [] and not speech.interrupted
+    assert [(m.role, m.text) for m in v.session.history] == [
+        ("assistant", TWELVE), ("user", "mhm yeah what time is it"), ("assistant", "Noon.")]
+    assert [(t, e.text) for t, e in v.of(tp.UserTurnCompleted)] == [  # type: ignore[attr-defined]
+        (approx(6.5), "mhm yeah what time is it")]
+    assert len(v.llm.requests) == 1
+    check_states(v)
+
+
+async def test_enough_words_in_one_utterance_barge_in(autojump_clock: trio.testing.MockClock) -> None:
+    turn = tp.TurnOptions(min_interruption_words=2)
+    async with voice(speech=[(1.0, 2.0)], turn=turn, transcripts=[(1.4, "wait", True), (1.7, "stop", True)],
+                     replies=[LLMReply("Sure.")]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        await trio.sleep(2.0)
+    # 0.5 s of speech at 1.5 had one word: no barge-in; the second word at 1.7 pauses it,
+    # and being final words, confirms it: interrupted at that position
+    assert speech.interrupt_source == "user_turn"
+    assert v.sink.records[0].position == approx(1.7)
+    assert [(m.role, m.text) for m in v.session.history] == [
+        ("assistant", heard_words(1.7)), ("user", "wait stop"), ("assistant", "Sure.")]
+
+
+# -- 5. user turns ----------------------------------------------------------------------------------------
+
+async def test_one_turn_one_user_message_one_reply(autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0), (2.3, 3.0)],  # resumes within the endpointing delay
+                     transcripts=[(1.5, "what", False), (1.9, "what time"), (2.6, "is", False),
+                                  (2.9, "is it")],
+                     replies=[LLMReply("Noon.")]) as v:
+        await trio.sleep(3.49)
+        assert v.of(tp.UserTurnCompleted) == [] and v.session.agent_state == "listening"
+        await trio.sleep(0.02)
+        assert v.session.agent_state in ("thinking", "speaking")
+        await trio.sleep(5.0)
+    assert [(m.role, m.text) for m in v.session.history] == [
+        ("user", "what time is it"), ("assistant", "Noon.")]
+    assert [(t, e.text) for t, e in v.of(tp.UserTurnCompleted)] == [  # type: ignore[attr-defined]
+        (approx(3.5), "what time is it")]
+    assert len(v.llm.requests) == 1 and len(v.of(tp.SpeechCreated)) == 1
+    check_states(v)
+
+
+async def test_a_turn_interrupts_the_playing_speech_first(autojump_clock: trio.testing.MockClock) -> None:
+    """A short utterance (no barge-in by duration) with words: its turn interrupts the agent
+    (source user_turn) and the agent's heard text comes before the user's message."""
+    async with voice(speech=[(1.0, 1.3)], transcripts=[(1.2, "hello")], replies=[LLMReply("Hi.")]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(1.8)
+        await trio.sleep(2.0)
+    assert speech.interrupt_source == "user_turn" and v.sink.pauses == []
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", heard_words(1.8), True), ("user", "hello", False), ("assistant", "Hi.", False)]
+
+
+async def test_a_turn_during_a_protected_speech_waits_for_it(autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.9, "stop please")],
+                     replies=[LLMReply("Sorry.")]) as v:
+        speech = v.session.say(TWELVE, allow_interruptions=False)
+        await speech
+        assert trio.current_time() == approx(AUDIO)
+        await trio.sleep(2.0)
+    assert not speech.interrupted and v.sink.pauses == []
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", TWELVE, False), ("user", "stop please", False), ("assistant", "Sorry.", False)]
+    assert v.of(tp.UserTurnCompleted)[0][0] == approx(2.5)  # heard at once, written after the speech
+    assert v.sink.records[1].started_at == approx(AUDIO)
+
+
+async def test_a_new_turn_cancels_a_reply_that_has_not_played(autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0), (2.8, 3.5)], transcripts=[(1.9, "what time"), (3.4, "in Paris")],
+                     replies=[LLMReply("Stale answer.", ttft=2.0), LLMReply("Noon in Paris.")]) as v:
+        await trio.sleep(3.0)
+        stale = v.session.speeches[0]
+        await trio.sleep(5.0)
+    assert stale.interrupt_source == "user_turn" and stale.chat_items == []
+    assert len(v.sink.records) == 1 and v.sink.records[0].started_at == approx(4.0)
+    assert [(m.role, m.text) for m in v.session.history] == [
+        ("user", "what time"), ("user", "in Paris"), ("assistant", "Noon in Paris.")]
+    assert [e.source for _, e in v.of(tp.SpeechCreated)] == ["generate_reply", "generate_reply"]  # type: ignore[attr-defined]
+    check_states(v)
+
+
+# -- 6. states and events --------------------------------------------------------------------------------
+
+def agent_speaking(v: Voice) -> list[tuple[float, float]]:
+    """Intervals in which the agent's state was "speaking", from the events."""
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for t, new in v.states(tp.AgentStateChanged):
+        if new == "speaking":
+            since = t
+        elif since is not None:
+            out.append((since, t))
+            since = None
+    assert since is None
+    return out
+
+
+def audio_heard(sink: tp.RealtimeAudioSink) -> list[tuple[float, float]]:
+    """Intervals in which the sink's audio was audible, merged."""
+    pieces: list[tuple[float, float]] = []
+    for record in sink.records:
+        if not record.position:
+            continue
+        assert record.stopped_at is not None
+        t = record.started_at
+        for at, back in record.pauses:
+            pieces.append((t, at))
+            t = back if back is not None else record.stopped_at
+        pieces.append((t, record.stopped_at))
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(p for p in pieces if p[1] - p[0] > EPS):
+        if merged and a <= merged[-1][1] + EPS:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+async def test_states_and_events_tell_the_truth(autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0), (7.0, 8.0)], transcripts=[(7.9, "what time is it")],
+                     replies=[LLMReply("It is noon.", ttft=0.3)]) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(12.0)
+        reply = v.session.history[-1]
+    names = [(round(t, 6), type(e).__name__, getattr(e, "new", getattr(e, "text", ""))) for t, e in v.events]
+    assert names == [
+        (0.0, "SpeechCreated", ""),
+        (0.0, "AgentStateChanged", "speaking"),
+        (1.0, "UserStateChanged", "speaking"),
+        (1.5, "AgentStateChanged", "listening"),  # paused by the barge-in
+        (2.0, "UserStateChanged", "listening"),
+        (4.0, "FalseInterruption", ""),
+        (4.0, "AgentStateChanged", "speaking"),
+        (6.5, "AgentStateChanged", "listening"),
+        (7.0, "UserStateChanged", "speaking"),
+        (7.9, "UserInputTranscribed", "what time is it"),
+        (8.0, "UserStateChanged", "listening"),
+        (8.5, "UserTurnCompleted", "what time is it"),
+        (8.5, "AgentStateChanged", "thinking"),
+        (8.5, "SpeechCreated", ""),
+        (8.8, "AgentStateChanged", "speaking"),
+        (9.8, "AgentStateChanged", "listening"),
+    ]
+    assert isinstance(reply, tp.ChatMessage) and reply.text == "It is noon."
+    assert v.of(tp.FalseInterruption)[0][1].speech is speech  # type: ignore[attr-defined]
+    assert agent_speaking(v) == [(approx(a), approx(b)) for a, b in audio_heard(v.sink)]
+    check_states(v)
+
+
+async def test_agent_state_is_idle_without_audio_input(autojump_clock: trio.testing.MockClock) -> None:
+    sink = tp.RealtimeAudioSink()
+    async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(), output=sink) as session:
+        assert session.agent_state == "idle" and session.user_state == "listening"
+        async with session.subscribe() as events:
+            speech = session.say("one two three.")
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.agent_state == "speaking"
+            await speech
+            assert session.agent_state == "idle"
+            seen = [events.receive_nowait() for _ in range(3)]
+    assert [type(e).__name__ for e in seen] == ["SpeechCreated", "AgentStateChanged", "AgentStateChanged"]
+    assert [(e.old, e.new) for e in seen[1:]] == [("idle", "speaking"), ("speaking", "idle")]  # type: ignore[attr-defined]
