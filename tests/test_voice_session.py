@@ -12,9 +12,12 @@ a barge-in lands exactly at ``start + min_interruption_duration``.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -488,3 +491,121 @@ async def test_agent_state_is_idle_without_audio_input(autojump_clock: trio.test
             seen = [events.receive_nowait() for _ in range(3)]
     assert [type(e).__name__ for e in seen] == ["SpeechCreated", "AgentStateChanged", "AgentStateChanged"]
     assert [(e.old, e.new) for e in seen[1:]] == [("idle", "speaking"), ("speaking", "idle")]  # type: ignore[attr-defined]
+
+
+# -- 7. a VAD or STT that fails -------------------------------------------------------------------------
+
+@dataclass
+class Broken:
+    """Wraps a scripted VAD or STT: ``at`` seconds after its stream starts, its input
+    raises inside it, ends, or stops coming (it hangs, reading nothing more).
+    ``slow_close``: closing its stream takes that long (a stuck connection)."""
+
+    inner: Any
+    how: str
+    at: float
+    slow_close: float = 0.0
+
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[Any]:
+        return _SlowClose(self.inner.stream(self._frames(frames)), self.slow_close)
+
+    async def _frames(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.AudioFrame]:
+        t0 = trio.current_time()
+        async for frame in frames:
+            if trio.current_time() - t0 >= self.at - EPS:
+                if self.how == "raises":
+                    raise RuntimeError("the model crashed")
+                if self.how == "ends":
+                    return
+                await trio.sleep_forever()
+            yield frame
+
+
+
+class _SlowClose:
+    """A stream (not a generator) whose ``aclose()`` takes ``delay`` seconds."""
+
+    def __init__(self, inner: AsyncIterator[Any], delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    def __aiter__(self) -> _SlowClose:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.inner.__anext__()
+
+    async def aclose(self) -> None:
+        await trio.sleep(self.delay)
+        await self.inner.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("how", ["raises", "ends", "hangs"])
+async def test_a_failing_vad_is_logged_and_the_agent_keeps_speaking(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, how: str) -> None:
+    """The VAD breaks at 1.7 s, while the user speaks and the speech is paused: the user's
+    speech ends there (for a hang: when its 2 s of queued audio overflow), so the pause
+    still resolves: it resumes 2 s later and the agent finishes its whole text."""
+    stop = 1.7 if how != "hangs" else 1.7 + 2.0
+    vad = Broken(ScriptedVAD(speech=[(1.0, 2.0)], window=0.02), how, 1.7)
+    async with voice(vad=vad) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(stop + 2.0 + 2.5, abs=0.03)
+        v.session.say("still here.")
+        await trio.sleep(1.0)
+        closing = trio.current_time()
+    assert trio.current_time() - closing < 0.1  # closing is bounded
+    assert v.sink.pauses == [(approx(1.5), approx(stop + 2.0, abs=0.03))]
+    assert [m.text for m in v.session.history] == [TWELVE, "still here."]
+    assert not speech.interrupted
+    logged = caplog.text
+    assert {"raises": "the VAD failed", "ends": "the VAD stream ended while audio still comes in",
+            "hangs": "the VAD fell 2 s behind"}[how] in logged
+    assert "ending the user's speech now" in logged
+    check_states(v)
+
+
+@pytest.mark.parametrize("how", ["raises", "ends", "hangs"])
+async def test_a_failing_stt_is_logged_and_barge_in_goes_on(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, how: str) -> None:
+    """The STT breaks at 1.7 s, before the words "stop" (1.8) arrive: the pause is a false
+    interruption as far as the session can tell, so the speech resumes and plays out."""
+    stt = Broken(ScriptedSTT([(1.8, "stop")]), how, 1.7)
+    async with voice(speech=[(1.0, 2.0), (7.0, 7.3)], stt=stt) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(6.5)
+        await trio.sleep(1.0)
+    assert v.sink.pauses == [(approx(1.5), approx(4.0))]
+    assert [m.text for m in v.session.history] == [TWELVE]
+    assert v.states(tp.UserStateChanged) == [(approx(1.0), "speaking"), (approx(2.0), "listening"),
+                                             (approx(7.0), "speaking"), (approx(7.3), "listening")]
+    if how != "hangs":  # a hang shows only when 10 s of audio have queued up
+        assert {"raises": "the STT failed", "ends": "the STT stream ended"}[how] in caplog.text
+
+
+async def test_the_input_ending_is_not_an_error(autojump_clock: trio.testing.MockClock,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """The microphone stops at 2.1 s, after a barge-in paused the agent: no error, and the
+    false-interruption timer still resumes it at 4.0."""
+    caplog.set_level(logging.INFO, logger="trio_playout")
+    async with voice(speech=[(1.0, 2.0)], audio_input=SilentInput(duration=2.1)) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(6.5)
+        await v.session.say("more.")
+    assert [m.text for m in v.session.history] == [TWELVE, "more."]
+    assert "the audio input ended" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_closing_is_bounded_when_a_stream_will_not_close(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    vad = Broken(ScriptedVAD(speech=[(1.0, 2.0)]), "never", math.inf, slow_close=100.0)
+    stt = Broken(ScriptedSTT([(1.8, "stop")]), "never", math.inf, slow_close=100.0)
+    async with voice(vad=vad, stt=stt, replies=[LLMReply("Okay.")]) as v:
+        v.session.say(TWELVE)
+        await trio.sleep(3.0)
+        closing = trio.current_time()
+    assert trio.current_time() - closing <= 1.0 + EPS  # each stream gets close_timeout=1 s, in parallel
+    assert "took longer than 1 s" in caplog.text
