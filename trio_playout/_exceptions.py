@@ -19,6 +19,11 @@ The tree::
     ├── ModelNotFoundError(FileNotFoundError)  a model file is not installed (never downloaded)
     ├── SpeechEngineError(RuntimeError)       a speech engine is missing or failed
     ├── ToolDefinitionError(TypeError)        @function_tool on something that is not a tool
+    ├── ProviderError                         an LLM, TTS or STT provider failed (retryable, status_code)
+    │   ├── ProviderConnectionError(ConnectionError) no connection, or it broke mid-stream
+    │   ├── ProviderTimeoutError(TimeoutError)  no response, or a stream stalled, within the timeout
+    │   ├── ProviderRateLimitError            the provider said 429 (retry_after in seconds, if given)
+    │   └── ProviderResponseError             an error status or a response we cannot read
     └── ToolError                             raised by a tool: the message goes to the LLM
         ├── UnknownToolError                  the LLM called a tool that does not exist
         └── InvalidToolArguments              the arguments do not match the tool's schema
@@ -33,6 +38,11 @@ __all__ = [
     "ModelNotFoundError",
     "PauseNotSupported",
     "PlayoutError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderRateLimitError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
     "SessionClosedError",
     "SinkInUseError",
     "SpeechAlreadyInterrupted",
@@ -141,4 +151,55 @@ class SpeechEngineError(PlayoutError, RuntimeError):
 
     For espeak-ng: ``pip install 'trio-playout[espeak]'`` (GPL-3.0), or the system
     package (Debian: ``libespeak-ng1``).
+    """
+
+
+class ProviderError(PlayoutError):
+    """A model provider (LLM, TTS, STT) failed; the message says which and why.
+
+    ``retryable`` says whether asking again may work (a dropped connection, a 5xx, a
+    rate limit), ``status_code`` is the HTTP status when there was one and ``provider``
+    names the adapter ("openai", "livekit"...). Adapters retry only before the first
+    chunk they hand on (the user must never hear a sentence twice), so by the time a
+    session sees this error its retries are spent or replaying was unsafe.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+class ProviderConnectionError(ProviderError, ConnectionError):
+    """The connection could not be made, or it broke (reset, closed) mid-response."""
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message, provider=provider, status_code=status_code, retryable=retryable)
+
+
+class ProviderTimeoutError(ProviderError, TimeoutError):
+    """No response, or no next chunk of a stream, arrived within the adapter's timeout."""
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message, provider=provider, status_code=status_code, retryable=retryable)
+
+
+class ProviderRateLimitError(ProviderError):
+    """The provider refused for now (HTTP 429). ``retry_after``: seconds it asked to wait."""
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = 429,
+                 retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message, provider=provider, status_code=status_code, retryable=retryable)
+        self.retry_after = retry_after
+
+
+class ProviderResponseError(ProviderError):
+    """An error status (4xx, 5xx), an error event in a stream, or a body we cannot parse.
+
+    Only server errors (5xx, 408, 409) are ``retryable``: a request the provider
+    rejected as malformed fails the same way the next time.
     """
