@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import trio
@@ -53,15 +53,30 @@ a warning names it."""
 
 
 class _Pump:
-    """State shared by the trio generator, the pump task and the feeder."""
+    """State shared by the trio generator, the pump task and the feeder (one thread)."""
 
     def __init__(self) -> None:
         self.stream: Any = None
-        self.closing = False
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False  # the feeder must push no more
+        self.pump_closing = False  # the pump is in its finally: closing the stream
+        self.cancel_sent = False
         self.feed_error: BaseException | None = None
         self.pump_done = trio.Event()
         self.feeder_done = trio.Event()
         self.feeder_started = False
+
+    def stop(self) -> None:
+        """Ask the pump to close the stream: one cancel at most, never during its close.
+
+        A second ``cancel()`` would land inside ``await stream.aclose()`` and leave the
+        stream half closed.
+        """
+        self.stopping = True
+        task = self.task
+        if task is not None and not task.done() and not self.pump_closing and not self.cancel_sent:
+            self.cancel_sent = True
+            task.cancel()
 
 
 async def lk_events(
@@ -87,18 +102,30 @@ async def lk_events(
 
     async def feed() -> None:  # trio, on the bridge loop's nursery
         state.feeder_started = True  # a feeder cancelled before it starts never runs
+        assert frames is not None and push is not None
         try:
-            assert frames is not None and push is not None
-            async for frame in frames:
-                if state.closing:
+            iterator = frames.__aiter__()
+            while not state.stopping:
+                try:
+                    frame = await iterator.__anext__()
+                except StopAsyncIteration:
+                    if not state.stopping:
+                        _end_input(state.stream, what)
                     return
-                push(state.stream, frame)
-            if not state.closing:
-                state.stream.end_input()
-        except Exception as exc:  # the audio input failed: end the stream with its error
-            if not state.closing:
-                state.feed_error = exc
-                task.cancel()
+                except Exception as exc:  # the audio input failed: end the stream with its error
+                    if not state.stopping:
+                        state.feed_error = exc
+                        state.stop()
+                    return
+                if state.stopping:
+                    return
+                try:
+                    push(state.stream, frame)
+                except RuntimeError:
+                    # livekit refuses input once the stream is closed: it ended or failed
+                    # on its own, and the pump reports how
+                    logger.debug("%s refused a frame: it is closed", what)
+                    return
         finally:
             state.feeder_done.set()
 
@@ -112,7 +139,7 @@ async def lk_events(
                 for item in convert(event):
                     send.send_nowait(item)
         finally:
-            state.closing = True
+            state.pump_closing = state.stopping = True
             if feeder is not None and not feeder.done():
                 feeder.cancel()
             await stream.aclose()
@@ -121,21 +148,19 @@ async def lk_events(
         send.close()
         state.pump_done.set()
 
-    task: asyncio.Task[None] = loop.create_task(pump(), name=f"bridge {what}")
+    task = state.task = loop.create_task(pump(), name=f"bridge {what}")
     task.add_done_callback(on_done)
     try:
         async for item in recv:
             yield item
-        # the pump finished: the stream ended, failed, or the feeder's error cancelled it
+        # the pump finished: the stream ended, failed, or the feeder's error stopped it
         if state.feed_error is not None:
             raise state.feed_error
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise map_error(exc) from exc
     finally:
         recv.close()
-        state.closing = True
-        if not task.done():
-            task.cancel()
+        state.stop()
         with trio.CancelScope(shield=True):
             with trio.move_on_after(close_timeout) as waited:
                 await state.pump_done.wait()
@@ -146,8 +171,8 @@ async def lk_events(
                                what, close_timeout)
 
 
-async def run_aio(fn: Callable[[], Awaitable[T]]) -> T:
-    """Await the asyncio coroutine ``fn()`` from trio on the bridge loop (one task)."""
-    loop = current_bridge_loop()
-    result: T = await loop.run_aio_coroutine(fn())
-    return result
+def _end_input(stream: Any, what: str) -> None:
+    try:
+        stream.end_input()
+    except RuntimeError:  # already closed: it ended on its own
+        logger.debug("%s: input not ended, the stream is closed", what)
