@@ -1,21 +1,33 @@
-"""The tool-preamble barge-in of livekit/agents issue #5359, in real time.
+"""The trio-playout demo: a user barges in on a voice agent, in real time.
 
-Run ``python -m trio_playout.demo``. The agent says a preamble and calls a tool that
-waits for the preamble to finish; the user barges in. The timeline shows the tool
-getting the interrupt once, the sink confirming the stop, ``wait_for_playout()``
-returning right after it, and the history that was kept. In livekit-agents this
-wait can stall 5 s (https://github.com/livekit/agents/issues/5359).
+Run ``python -m trio_playout.demo`` (the voice scenario, about 17 s). The user asks a
+question by voice; the agent replies. A noise on the user's microphone is not speech
+and changes nothing. A "hmm" pauses the agent; no words follow, so the reply resumes
+where it paused, without skipping a word (a false interruption). "Wait, what about
+London?" pauses it again; the words confirm the barge-in, the reply ends where it
+stopped, and the user's turn gets one answer. The real Silero VAD listens to the
+microphone; the speech-to-text is scripted. The timeline says when each thing
+happened, and ``--heard out.wav`` writes what the user heard.
 
-The barge-in can land anywhere: before the first word, in the preamble, while the
-tool runs, in the answer, or after the reply is over; the timeline says which.
+``--scenario tools``: the tool-preamble barge-in of livekit/agents issue #5359. The
+agent says a preamble and calls a tool that waits for the preamble to finish; the
+user barges in. The timeline shows the tool getting the interrupt once, the sink
+confirming the stop, ``wait_for_playout()`` returning right after it, and the history
+that was kept. In livekit-agents this wait can stall 5 s
+(https://github.com/livekit/agents/issues/5359). The barge-in can land anywhere:
+before the first word, in the preamble, while the tool runs, in the answer, or after
+the reply is over; the timeline says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -161,27 +173,112 @@ def _seconds(*, allow_inf: bool) -> Callable[[str], float]:
     return parse
 
 
+def _heard_path(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name such as heard.wav")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {folder} is not a writable directory")
+    return path
+
+
+VOICE_ONLY = ("voice", "pause_on_speech_start", "false_interruption_timeout", "heard", "heard_mic")
+TOOLS_ONLY = ("barge_in_after",)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trio_playout.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--barge-in-after", type=_seconds(allow_inf=False), default=1.2, metavar="S",
-                        help="seconds after the user's question when the user barges in; 0 = before "
-                             "the first word, about 4 = while the tool runs, 5 = in the answer, "
-                             "8 or more = after the reply (default 1.2, in the preamble)")
-    parser.add_argument("--clear-delay", type=_seconds(allow_inf=True), default=0.15, metavar="S",
-                        help="how long the sink takes to confirm a clear; 0 = at once, "
-                             "'inf' = never (a deaf sink) (default 0.15, an avatar)")
-    parser.add_argument("--sink-grace", type=_seconds(allow_inf=False), default=2.0, metavar="S",
-                        help="how long the session waits for that confirmation, finite, 0 = "
-                             "not at all (default 2.0)")
-    return parser.parse_args(argv)
+    parser.add_argument("--scenario", choices=("voice", "tools"), default="voice",
+                        help="voice: the user barges in by voice (default); tools: the tool-preamble "
+                             "barge-in of issue #5359")
+    both = parser.add_argument_group("both scenarios")
+    both.add_argument("--clear-delay", type=_seconds(allow_inf=True), default=0.15, metavar="S",
+                      help="how long the sink takes to confirm a clear; 0 = at once, "
+                           "'inf' = never (a deaf sink) (default 0.15, an avatar)")
+    both.add_argument("--sink-grace", type=_seconds(allow_inf=False), default=2.0, metavar="S",
+                      help="how long the session waits for that confirmation, finite, 0 = "
+                           "not at all (default 2.0)")
+    voice = parser.add_argument_group("voice scenario")
+    voice.add_argument("--voice", choices=("auto", "espeak", "recorded"), default=None,
+                       help="the voices: espeak = live espeak-ng (the espeak extra, GPL-3.0); recorded "
+                            "= the WAV files shipped with the package; auto = espeak when installed "
+                            "(default)")
+    voice.add_argument("--pause-on-speech-start", action="store_true", default=None,
+                       help="pause the agent at the VAD's start of speech already, not after "
+                            "0.5 s of the user's speech (TurnOptions(pause_on_speech_start=True))")
+    voice.add_argument("--false-interruption-timeout", type=_seconds(allow_inf=False), default=None,
+                       metavar="S", help="seconds of silence without words after the user's speech "
+                                         "before a paused reply resumes (default 2.0, livekit's)")
+    voice.add_argument("--heard", type=_heard_path, default=None, metavar="FILE.wav",
+                       help="write what the user heard: the agent's audio as played, pauses as "
+                            "silence, cut where it stopped (16 kHz mono WAV)")
+    voice.add_argument("--heard-mic", action="store_true", default=None,
+                       help="with --heard: mix the user's microphone into the file")
+    tools = parser.add_argument_group("tools scenario")
+    tools.add_argument("--barge-in-after", type=_seconds(allow_inf=False), default=None, metavar="S",
+                       help="seconds after the user's question when the user barges in; 0 = before "
+                            "the first word, about 4 = while the tool runs, 5 = in the answer, "
+                            "8 or more = after the reply (default 1.2, in the preamble)")
+    args = parser.parse_args(argv)
+    wrong = TOOLS_ONLY if args.scenario == "voice" else VOICE_ONLY
+    for name in wrong:
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} belongs to the {'tools' if args.scenario == 'voice' else 'voice'} "
+                         f"scenario, not to --scenario {args.scenario}")
+    if args.heard_mic and args.heard is None:
+        parser.error("--heard-mic needs --heard FILE.wav")
+    if args.voice == "espeak":
+        from ._demo_data import espeak_available
+
+        if not espeak_available():
+            parser.error("--voice espeak needs espeak-ng: pip install 'trio-playout[espeak]' "
+                         "(GPL-3.0), or use --voice recorded")
+    return args
+
+
+def _voice_options(args: argparse.Namespace) -> Any:
+    from ._demo_voice import VoiceOptions
+
+    return VoiceOptions(
+        voice=args.voice or "auto",
+        pause_on_speech_start=bool(args.pause_on_speech_start),
+        false_interruption_timeout=2.0 if args.false_interruption_timeout is None
+        else args.false_interruption_timeout,
+        clear_delay=args.clear_delay, sink_grace=args.sink_grace,
+        heard=args.heard, heard_mic=bool(args.heard_mic))
+
+
+def _vad_missing() -> str | None:
+    """Why the voice scenario cannot run here (the vad extra is missing), or None."""
+    try:
+        from .silero import find_model
+
+        find_model()
+    except (ImportError, tp.ModelNotFoundError) as exc:
+        return str(exc)
+    return None
 
 
 def main(argv: Sequence[str] | None = None, *, clock: trio.abc.Clock | None = None) -> int:
     """Parse ``argv`` and run the demo; ``clock`` lets tests run it in virtual time."""
     args = parse_args(argv)
-    print(f"trio-playout demo: the tool-preamble barge-in of {ISSUE_URL}, in real time\n")
-    trio.run(run_demo, args.barge_in_after, args.clear_delay, args.sink_grace, clock=clock)
+    if args.scenario == "tools":
+        print(f"trio-playout demo: the tool-preamble barge-in of {ISSUE_URL}, in real time\n")
+        barge = 1.2 if args.barge_in_after is None else args.barge_in_after
+        trio.run(run_demo, barge, args.clear_delay, args.sink_grace, clock=clock)
+        return 0
+    why = _vad_missing()
+    if why is not None:
+        print(f"the voice demo needs the Silero VAD: {why}\n"
+              "install it with: python -m pip install -e '.[demo]'\n"
+              "(python -m trio_playout.demo --scenario tools runs without it)", file=sys.stderr)
+        return 2
+    from ._demo_voice import voice_main
+
+    trio.run(voice_main, _voice_options(args), clock=clock)
     return 0
 
 
