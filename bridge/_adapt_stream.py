@@ -19,8 +19,8 @@ events come out of an asyncio channel, and it must be closed with ``await aclose
   task of its own across its ``yield``s. The feeder ends the stream's input when the
   frames run out, and stops when the stream is closed;
 * an error raised by the plugin comes out of the generator after the items that came
-  before it, passed through ``map_error`` (the adapters turn livekit's ``APIError``
-  family into trio_playout's typed errors); an error of the trio frames iterator
+  before it, passed through ``map_error(exc, what)`` (the adapters turn livekit's
+  ``APIError`` family into trio_playout's typed errors); an error of the trio frames iterator
   comes out as it is.
 """
 
@@ -84,7 +84,7 @@ async def lk_events(
     convert: Callable[[Any], Iterable[T]],
     *,
     what: str,
-    map_error: Callable[[BaseException], BaseException],
+    map_error: Callable[[BaseException, str], BaseException],
     frames: AsyncIterator[F] | None = None,
     push: Callable[[Any, F], None] | None = None,
     close_timeout: float = CLOSE_TIMEOUT,
@@ -157,7 +157,7 @@ async def lk_events(
         if state.feed_error is not None:
             raise state.feed_error
         if not task.cancelled() and (exc := task.exception()) is not None:
-            raise map_error(exc) from exc
+            raise map_error(exc, what) from exc
     finally:
         recv.close()
         state.stop()

@@ -52,7 +52,7 @@ the livekit stream's owner task once, ``aclose()`` runs exactly once (closing th
 response or websocket), and the trio side waits, shielded and bounded, until it is
 done, so no asyncio task is left pending. livekit's retries (``conn_options``: by
 default 3 retries, 2 s apart, only before the first chunk reached us) run inside the
-plugin; what finally fails is raised as a typed error, see :func:`provider_error`.
+plugin; what finally fails is raised as a typed error (see :mod:`bridge._adapt_errors`).
 """
 
 from __future__ import annotations
