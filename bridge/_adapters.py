@@ -58,7 +58,7 @@ plugin; what finally fails is raised as a typed error (see :mod:`bridge._adapt_e
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from livekit import rtc
@@ -153,7 +153,7 @@ class LivekitLLM:
     def __repr__(self) -> str:
         return f"<bridge.llm {self.livekit.label} model={self.livekit.model!r}>"
 
-    def stream(self, request: tp.LLMRequest) -> AsyncIterator[tp.LLMChunk]:
+    def stream(self, request: tp.LLMRequest) -> AsyncGenerator[tp.LLMChunk, None]:
         chat_ctx = to_chat_context(request.history, self.instructions)
         tools = to_livekit_tools(request.tools)
 
@@ -237,7 +237,7 @@ class LivekitTTS:
     def __repr__(self) -> str:
         return f"<bridge.tts {self.livekit.label} model={self.livekit.model!r}>"
 
-    def synthesize(self, text: str) -> AsyncIterator[tp.SynthesizedAudio]:
+    def synthesize(self, text: str) -> AsyncGenerator[tp.SynthesizedAudio, None]:
         locate = _WordLocator(text)
 
         def convert(audio: lk_tts.SynthesizedAudio) -> Iterable[tp.SynthesizedAudio]:
@@ -301,7 +301,7 @@ class LivekitSTT:
     def __repr__(self) -> str:
         return f"<bridge.stt {self.livekit.label} model={self.livekit.model!r}>"
 
-    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.Transcript]:
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncGenerator[tp.Transcript, None]:
         def open_stream() -> lk_stt.RecognizeStream:
             return self.livekit.stream(language=self.language, conn_options=self.conn_options)
 
@@ -359,7 +359,7 @@ class LivekitVAD:
     def __repr__(self) -> str:
         return f"<bridge.vad {type(self.livekit).__module__}.{type(self.livekit).__name__}>"
 
-    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncGenerator[tp.VADEvent, None]:
         return lk_events(self.livekit.stream, from_vad_event, what=f"{self!r} stream",
                          map_error=provider_error, frames=frames, push=_push_frame,
                          close_timeout=self.close_timeout)

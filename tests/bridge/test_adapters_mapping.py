@@ -103,7 +103,7 @@ def test_tools_reach_the_wire_with_our_schema_unchanged() -> None:
 async def test_the_raw_tool_body_is_never_meant_to_run() -> None:
     (tool,) = to_livekit_tools([book_table])
     with pytest.raises(RuntimeError, match="trio session runs tools"):
-        await tool({"when": "eight", "people": 2})
+        await tool({"when": "eight", "people": 2})  # type: ignore[operator]
 
 
 def _chunk(content: str | None = None, *calls: lk_llm.FunctionToolCall) -> lk_llm.ChatChunk:
@@ -126,7 +126,8 @@ def test_chat_chunks_become_text_deltas_and_whole_tool_calls() -> None:
 
 
 def _event(kind: lk_stt.SpeechEventType, *texts: str) -> lk_stt.SpeechEvent:
-    return lk_stt.SpeechEvent(kind, alternatives=[lk_stt.SpeechData(language="en", text=t) for t in texts])
+    alternatives = [lk_stt.SpeechData(language="en", text=t) for t in texts]  # type: ignore[arg-type]
+    return lk_stt.SpeechEvent(kind, alternatives=alternatives)
 
 
 def test_speech_events_become_transcripts() -> None:

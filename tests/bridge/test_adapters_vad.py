@@ -177,3 +177,56 @@ async def test_an_error_of_the_audio_input_comes_out_as_is(lk_silero: Any, close
 def test_vad_refuses_what_is_not_a_livekit_vad() -> None:
     with pytest.raises(TypeError, match=r"livekit vad\.VAD"):
         bridge.vad(object())  # type: ignore[arg-type]
+
+
+async def test_livekit_silero_barges_in_on_a_trio_native_session(lk_silero: Any, closes: list[Any]) -> None:
+    """The user talks over the agent: livekit's VAD, adapted, interrupts the reply.
+
+    Real clock (see the module docstring): the microphone is paced in real time for
+    about 3 s. Assertions are on order and cause, not on wall-clock durations.
+    """
+    from trio_playout.espeak import EspeakTTS
+    from trio_playout.testing import FakeTTS, PacedAudio, ScriptedLLM
+
+    user = EspeakTTS().render_sync("Stop, wait a second.", sample_rate=RATE)
+    onset, _ = _audible(user)
+    lead = 0.6
+    sink = tp.RealtimeAudioSink()
+    text = "one two three four five six seven eight nine ten eleven twelve."
+    events: list[tuple[float, tp.SessionEvent]] = []
+    user_done = trio.Event()
+    with trio.fail_after(60):
+        async with bridge.open_loop() as loop, trio.open_nursery() as nursery:
+            async with tp.open_session(
+                llm=ScriptedLLM([]), tts=FakeTTS(), output=sink,
+                audio_input=PacedAudio([(lead, user)], duration=lead + user.duration + 1.0),
+                vad=bridge.vad(lk_silero),
+                turn=tp.TurnOptions(false_interruption_timeout=None),  # barge-in interrupts
+            ) as session:
+                t0 = trio.current_time()  # the microphone's clock starts with the session
+
+                async def record(task_status: trio.TaskStatus[None]) -> None:
+                    async with session.subscribe(buffer=10_000) as stream:
+                        task_status.started()
+                        async for event in stream:
+                            events.append((trio.current_time() - t0, event))
+                            if isinstance(event, tp.UserStateChanged) and event.new == "listening":
+                                user_done.set()
+
+                await nursery.start(record)
+                speech = session.say(text)
+                await speech
+                assert speech.interrupted and speech.interrupt_source == "audio_activity"
+                stopped_at = trio.current_time() - t0
+                await user_done.wait()  # the VAD's end of speech
+            assert _pending(loop) == []
+    users = [(t, e.new) for t, e in events if isinstance(e, tp.UserStateChanged)]
+    assert [state for _, state in users] == ["speaking", "listening"]
+    # cause before effect: the VAD heard the speech after it was played into the
+    # microphone, and the reply was stopped after 0.5 s of it (min_interruption_duration)
+    assert users[0][0] >= lead + onset
+    assert stopped_at >= lead + onset + 0.5
+    heard = session.history[-1]
+    assert isinstance(heard, tp.ChatMessage) and heard.interrupted
+    assert text.startswith(heard.text) and 0 < len(heard.text) < len(text)
+    assert len(closes) == 1  # the session closed the VAD stream once
