@@ -1,5 +1,8 @@
 """The demo (the README's main job) runs and tells the story it promises.
 
+Two scenarios: the voice one (the default: the real Silero VAD hears a recorded user
+barge in) and the tool-preamble one of livekit/agents #5359 (``--scenario tools``).
+
 It runs on trio's clock, so every test here runs it in virtual time: in-process,
 through ``run_demo`` (inside a trio test with ``autojump_clock``) or through
 ``main(argv, clock=MockClock(...))``, the same entry point ``python -m
@@ -12,13 +15,21 @@ import itertools
 import math
 import re
 import subprocess
+import sys
+import wave
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from trio_playout import demo
+import trio_playout as tp
+from trio_playout import _demo_data, demo
+
+try:
+    from trio_playout import _demo_voice
+except ImportError:  # pragma: no cover - only without the vad extra (numpy)
+    _demo_voice = None  # type: ignore[assignment]
 
 
 @pytest.mark.parametrize("clear_delay", [0.15, math.inf])
@@ -91,7 +102,7 @@ GRACE = ["0", "2", "1e6"]
 def test_every_option_combination_runs(
     capsys: pytest.CaptureFixture[str], barge: str, clear: str, grace: str
 ) -> None:
-    argv = ["--barge-in-after", barge, "--clear-delay", clear, "--sink-grace", grace]
+    argv = ["--scenario", "tools", "--barge-in-after", barge, "--clear-delay", clear, "--sink-grace", grace]
     assert demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0)) == 0
     out = capsys.readouterr().out
     returned = out.count("wait_for_playout() returned")
@@ -106,8 +117,8 @@ def test_every_option_combination_runs(
         assert "sink_timed_out" not in out, out
 
 
-def test_default_options_run(capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main([], clock=trio.testing.MockClock(autojump_threshold=0)) == 0
+def test_tools_scenario_default_options_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main(["--scenario", "tools"], clock=trio.testing.MockClock(autojump_threshold=0)) == 0
     out = capsys.readouterr().out
     assert "wait_for_playout() returned (150.000 ms after the interrupt)" in out
     assert "https://github.com/livekit/agents/issues/5359" in out
@@ -131,10 +142,11 @@ def test_help_runs_and_names_no_internal_documents(capsys: pytest.CaptureFixture
         ["--sink-grace", "nan"],
         ["--clear-delay", "-0.1"],
         ["--clear-delay", "nan"],
-        ["--barge-in-after", "-1"],
-        ["--barge-in-after", "nan"],
-        ["--barge-in-after", "inf"],
-        ["--barge-in-after", "soon"],
+        ["--scenario", "tools", "--barge-in-after", "-1"],
+        ["--scenario", "tools", "--barge-in-after", "nan"],
+        ["--scenario", "tools", "--barge-in-after", "inf"],
+        ["--scenario", "tools", "--barge-in-after", "soon"],
+        ["--scenario", "tools", "--sink-grace", "inf"],
     ],
 )
 def test_demo_rejects_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
@@ -142,6 +154,275 @@ def test_demo_rejects_bad_arguments(capsys: pytest.CaptureFixture[str], argv: li
         demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0))
     assert exc.value.code == 2
     assert "trio-playout demo" not in capsys.readouterr().out  # it never started
+
+
+# --- the voice scenario (the default): the real Silero VAD on the user's recorded voice -------
+
+needs_vad = pytest.mark.skipif(demo._vad_missing() is not None, reason="the vad extra is not installed")
+VOICES = ["recorded", pytest.param("espeak", marks=pytest.mark.skipif(
+    not _demo_data.espeak_available(), reason="espeak-ng is not installed"))]
+
+
+def _clip(story: _demo_voice.VoiceDemo, label: str) -> float:
+    """When the mic began to play the clip whose label starts with ``label`` (s since the start)."""
+    placed = [p for p in story.clips if p.cue.label.startswith(label)]
+    assert len(placed) == 1, story.clips
+    assert not placed[0].forced  # the user reacted to what they heard, not to a fallback
+    return placed[0].start - story.t0
+
+
+def _entries(story: _demo_voice.VoiceDemo, kind: str) -> list[_demo_voice.Entry]:
+    return [e for e in story.timeline if e.kind == kind]
+
+
+def _position(entry: _demo_voice.Entry) -> float:
+    m = re.search(r"the Paris reply at ([\d.]+) s", entry.text)
+    assert m, entry.text
+    return float(m.group(1))
+
+
+def _read_wav(path: Path) -> tuple[int, int, bytes]:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        return w.getframerate(), w.getnframes(), w.readframes(w.getnframes())
+
+
+def _rms(data: bytes, rate: int, a: float, b: float) -> float:
+    samples = memoryview(data).cast("h")[max(0, round(a * rate)):round(b * rate)]
+    return math.sqrt(sum(x * x for x in samples) / max(1, len(samples)))
+
+
+@needs_vad
+@pytest.mark.parametrize("voice", VOICES)
+async def test_voice_story_in_virtual_time(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str], tmp_path: Path, voice: str
+) -> None:
+    heard_file = tmp_path / "heard.wav"
+    story = await _demo_voice.voice_main(_demo_voice.VoiceOptions(voice=voice, heard=heard_file))
+    out = capsys.readouterr().out
+    assert story.finished and story.voices == voice
+    assert "STT:            SCRIPTED" in out  # the scripted STT is said to be one
+    paris, london = _demo_data.REPLY_PARIS.text, _demo_data.REPLY_LONDON.text
+
+    # the noise: the VAD hears no speech in it and nothing pauses before the 'hmm'
+    noise, hmm, barge = _clip(story, "noise"), _clip(story, "user says 'hmm'"), _clip(story, "user barges in")
+    assert [e for e in story.timeline if e.kind in ("vad_start", "pause") and noise <= e.t < hmm] == []
+    assert "the VAD heard no speech in it; nothing paused" in out
+
+    # the 'hmm': paused once the user has spoken min_interruption_duration (0.5 s), not before
+    pauses, resumes = _entries(story, "pause"), _entries(story, "resume")
+    assert len(pauses) == 2 and len(resumes) == 1
+    vad_start = next(e for e in _entries(story, "vad_start") if e.t >= hmm)
+    assert hmm < vad_start.t < pauses[0].t
+    assert 0.5 - 0.05 <= pauses[0].t - hmm <= 0.5 + 0.15
+    # no words: it resumes false_interruption_timeout after the end of speech, where it paused
+    vad_end = next(e for e in _entries(story, "vad_end") if e.t >= pauses[0].t)
+    assert resumes[0].t == pytest.approx(vad_end.t + 2.0, abs=0.021)
+    assert _position(resumes[0]) == _position(pauses[0]) > 0
+    assert story.false_interruptions == [("the Paris reply", True)]
+    assert resumes[0].t < barge < pauses[1].t
+
+    # the barge-in: paused at 0.5 s of speech, its words interrupt; heard text cut at the pause
+    assert 0.5 - 0.05 <= pauses[1].t - barge <= 0.5 + 0.15
+    words = next(e for e in _entries(story, "stt_final") if e.t >= barge)
+    (interrupt,) = _entries(story, "interrupt")
+    assert pauses[1].t < interrupt.t == pytest.approx(words.t, abs=1e-3)
+    assert story.interrupts == [("the Paris reply", "user_turn")]
+    user1, cut, user2, answer = story.history
+    assert (user1.role, user1.text) == ("user", _demo_data.QUESTION.words)
+    assert isinstance(cut, tp.ChatMessage) and cut.role == "assistant" and cut.interrupted
+    # nothing skipped: what was heard is the start of the reply, past where the 'hmm' paused it
+    assert paris.startswith(cut.text) and len(cut.text) < len(paris)
+    assert paris[len(cut.text)] in " ,"  # cut after a whole word
+    rec = next(r for r in story.records if story.labels[r.segment_id] == "the Paris reply")
+    assert rec.position == pytest.approx(_position(pauses[1]), abs=0.01)
+    assert rec.position > _position(pauses[0])
+    if voice == "recorded":  # (a live TTS under a MockClock may leave gaps in the audio)
+        paused = sum((b if b is not None else rec.stopped_at) - a for a, b in rec.pauses)
+        assert rec.stopped_at is not None
+        assert rec.position == pytest.approx(rec.stopped_at - rec.started_at - paused, abs=1e-6)
+
+    # the next turn: exactly one reply, heard in full
+    assert story.user_turns == [_demo_data.QUESTION.words, _demo_data.BARGE_IN.words]
+    assert (user2.role, user2.text) == ("user", _demo_data.BARGE_IN.words)
+    assert isinstance(answer, tp.ChatMessage) and (answer.text, answer.interrupted) == (london, False)
+    assert len(_entries(story, "speech")) == 2 and out.count(f"assistant {london!r}") == 1
+    turn2 = _entries(story, "user_turn")[1]
+    first = [e for e in _entries(story, "first_frame") if e.t >= turn2.t]
+    assert len(first) == 1 and "London" in first[0].text
+
+    # --heard: a valid WAV, as long as what was played, silent while paused and after the cut
+    rate, frames, data = _read_wav(heard_file)
+    assert rate == 16000 and frames / rate == pytest.approx(story.heard_seconds, abs=1e-9)
+    end = max(r.stopped_at for r in story.records if r.stopped_at is not None) - story.t0
+    assert story.heard_seconds == pytest.approx(end, abs=2 / rate)
+    played = sum(r.position or 0 for r in story.records)
+    assert story.heard_agent_seconds == pytest.approx(played, abs=2 / rate)
+    assert _rms(data, rate, pauses[0].t + 0.02, resumes[0].t - 0.02) == 0  # the false interruption's pause
+    assert _rms(data, rate, pauses[1].t + 0.02, first[0].t - 0.02) == 0  # cut, until the answer
+    assert _rms(data, rate, first[0].t, first[0].t + 1.0) > 300  # the answer is heard
+    assert f"wrote {heard_file}" in out
+
+
+@needs_vad
+async def test_pause_on_speech_start_pauses_at_the_vad_start(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = _demo_voice.VoiceOptions(voice="recorded", pause_on_speech_start=True)
+    story = await _demo_voice.voice_main(opts)
+    assert "at the VAD's start of speech (--pause-on-speech-start)" in capsys.readouterr().out
+    for clip in ("user says 'hmm'", "user barges in"):
+        at = _clip(story, clip)
+        start = next(e for e in _entries(story, "vad_start") if e.t >= at)
+        pause = next(e for e in _entries(story, "pause") if e.t >= at)
+        assert pause.t == start.t and pause.t - at < 0.25  # not 0.5 s into the user's speech
+    assert story.false_interruptions == [("the Paris reply", True)]
+    assert story.interrupts == [("the Paris reply", "user_turn")]
+    assert story.user_turns == [_demo_data.QUESTION.words, _demo_data.BARGE_IN.words]
+
+
+@needs_vad
+def test_heard_with_the_mic_mixed_in(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    heard_file = tmp_path / "heard.wav"
+    argv = ["--voice", "recorded", "--heard", str(heard_file), "--heard-mic"]
+    assert demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0)) == 0
+    out = capsys.readouterr().out
+    assert "mixed with the user's mic" in out
+    rate, _frames, data = _read_wav(heard_file)
+    # the question, before the agent said anything, is in the file: the user's voice
+    assert _rms(data, rate, 0.3, 1.5) > 300
+    assert _rms(data, rate, 0.0, 0.25) == 0
+
+
+# Every option of the voice scenario at its edges (recorded voices: what the README's one-line
+# command gets without the espeak extra).
+PAUSE_EARLY = [[], ["--pause-on-speech-start"]]
+CLEAR_V = ["0", "0.15", "inf"]
+TIMEOUT = ["0", "2", "1e6"]
+
+
+@needs_vad
+@pytest.mark.parametrize(("early", "clear", "timeout"),
+                         list(itertools.product(PAUSE_EARLY, CLEAR_V, TIMEOUT)))
+def test_every_voice_option_combination_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, early: list[str], clear: str, timeout: str
+) -> None:
+    heard_file = tmp_path / "h.wav"
+    argv = ["--voice", "recorded", *early, "--clear-delay", clear, "--false-interruption-timeout", timeout,
+            "--heard", str(heard_file)]
+    assert demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0)) == 0
+    out = capsys.readouterr().out
+    history = out.split("history (assistant text is what was heard):")[1]
+    assert "the story did not reach" not in out
+    assert history.count(f"user      {_demo_data.BARGE_IN.words!r}") == 1  # one turn, one answer
+    assert history.count("assistant 'London is cloudy today") == 1
+    assert heard_file.stat().st_size > 44
+    if timeout != "1e6":
+        assert "FALSE INTERRUPTION" in out and "(resumed=True)" in out
+    else:  # never resumed: the barge-in's words end the paused reply
+        assert "FALSE INTERRUPTION" not in out and "INTERRUPTED (source 'user_turn')" in out
+
+
+@needs_vad
+@pytest.mark.parametrize(("clear", "grace"), list(itertools.product(["0", "inf"], ["0", "1e6"])))
+def test_voice_sink_grace_edges_run(capsys: pytest.CaptureFixture[str], clear: str, grace: str) -> None:
+    argv = ["--voice", "recorded", "--clear-delay", clear, "--sink-grace", grace]
+    assert demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0)) == 0
+    out = capsys.readouterr().out
+    assert out.count("USER TURN: 'Wait, what about London?'") == 1
+    if (clear, grace) == ("inf", "1e6"):
+        # a sink that never confirms, waited for without end: the turn waits behind the
+        # interrupted reply, and the demo says so instead of hanging silently
+        assert "the story did not finish within 60 s; 1 speech(es) still wait for the sink" in out
+        assert "the story did not reach" in out
+    else:
+        assert "the story did not reach" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--barge-in-after", "1"], "--barge-in-after belongs to the tools scenario"),
+        (["--scenario", "tools", "--pause-on-speech-start"], "--pause-on-speech-start belongs to the voice"),
+        (["--scenario", "tools", "--heard", "x.wav"], "--heard belongs to the voice"),
+        (["--scenario", "tools", "--voice", "recorded"], "--voice belongs to the voice"),
+        (["--scenario", "tools", "--false-interruption-timeout", "1"], "belongs to the voice"),
+        (["--heard-mic"], "--heard-mic needs --heard"),
+        (["--heard", "."], "is a directory"),
+        (["--heard", "/nonexistent-dir/x.wav"], "not a writable directory"),
+        (["--false-interruption-timeout", "-1"], "must be finite and >= 0"),
+        (["--false-interruption-timeout", "nan"], "must be finite and >= 0"),
+        (["--false-interruption-timeout", "inf"], "must be finite and >= 0"),
+        (["--voice", "festival"], "invalid choice"),
+        (["--scenario", "music"], "invalid choice"),
+        (["--pause-on-speech-start", "yes"], "unrecognized arguments"),
+    ],
+)
+def test_voice_options_reject_bad_combinations(
+    capsys: pytest.CaptureFixture[str], argv: list[str], complaint: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        demo.main(argv, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert complaint in captured.err and "trio-playout demo" not in captured.out
+
+
+def test_voice_espeak_without_the_engine_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_demo_data, "espeak_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--voice", "espeak"])
+    assert exc.value.code == 2
+    assert "pip install 'trio-playout[espeak]'" in capsys.readouterr().err
+
+
+def test_voice_without_the_vad_extra_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo, "_vad_missing", lambda: "No module named 'onnxruntime'")
+    assert demo.main([]) == 2
+    err = capsys.readouterr().err
+    assert "python -m pip install -e '.[demo]'" in err and "--scenario tools" in err
+
+
+def test_help_in_a_subprocess_lists_both_scenarios() -> None:
+    proc = subprocess.run([sys.executable, "-m", "trio_playout.demo", "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--scenario", "--heard", "--heard-mic", "--pause-on-speech-start", "--voice",
+                 "--false-interruption-timeout", "--barge-in-after", "--clear-delay", "--sink-grace"):
+        assert flag in proc.stdout
+    assert "https://github.com/livekit/agents/issues/5359" in proc.stdout
+
+
+async def test_recorded_tts_plays_the_recordings_with_their_word_timings() -> None:
+    voices = _demo_data.recorded_voices()
+    text = _demo_data.REPLY_PARIS.text
+    chunks = [c async for c in voices.tts.synthesize(" " + text)]
+    audio = sum(c.frame.duration for c in chunks)
+    words = [w for c in chunks for w in c.words]
+    assert audio == pytest.approx(7.437, abs=0.5)
+    # espeak's word events cover every word of the text once, in order ("with the" may be one)
+    assert " ".join((" " + text)[w.start_char:w.end_char] for w in words).split() == text.split()
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(words))
+    assert words[-1].end <= audio + 1e-9
+    # a text it has no recording of: silence with timings, never a crash
+    other = [c async for c in voices.tts.synthesize("Something else entirely.")]
+    assert sum(len(c.words) for c in other) == 3 and not any(any(c.frame.data) for c in other)
+
+
+def test_recorded_data_is_small_and_shipped() -> None:
+    folder = ROOT / "trio_playout" / "data"
+    files = sorted(p.name for p in folder.iterdir())
+    assert "script.json" in files and sum((folder / f).stat().st_size for f in files) < 1_000_000
+    for name in files:
+        if name.endswith(".wav"):
+            rate, frames, _ = _read_wav(folder / name)
+            assert rate == 16000 and frames > 0
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"data/*.wav", "data/*.json"' in pyproject and 'demo = [\n    "trio-playout[vad]",' in pyproject
 
 
 # --- .ci/run: the README's test command in a fresh environment, cleaned up after ----------
@@ -223,8 +504,8 @@ def test_readme_names_no_internal_documents_and_links_upstream() -> None:
             readme[m.start() - 40:m.end() + 40]
         )
     assert "bench-results/" in readme  # where python -m benchmarks writes its output
-    # the two set-up commands
-    assert "python -m pip install -e . && python -m trio_playout.demo" in readme
+    # the two set-up commands, each one line: the demo's installs what its voice scenario needs
+    assert re.search(r"python -m pip install -e (\.|'\.\[demo\]') && python -m trio_playout\.demo", readme)
     assert "python -m pip install -e '.[test]' && python -m pytest" in readme
 
 

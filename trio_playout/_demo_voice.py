@@ -53,7 +53,7 @@ class VoiceOptions:
     sink_grace: float = 2.0
     heard: Path | None = None
     heard_mic: bool = False
-    timeout: float = 120.0  # a bound on the whole story (trio time)
+    timeout: float = 60.0  # a bound on the story (trio time); closing is bounded by the session
 
 
 @dataclass
@@ -219,18 +219,24 @@ async def run_voice_demo(options: VoiceOptions,
     turn = tp.TurnOptions(pause_on_speech_start=options.pause_on_speech_start,
                           false_interruption_timeout=options.false_interruption_timeout)
     last_reply = trio.Event()
-    with trio.move_on_after(options.timeout):
-        async with (
-            tp.open_session(llm=_DemoLLM(), tts=tts, output=sink, audio_input=mic, vad=vad,
-                            stt=ClipSTT(mic), turn=turn, sink_grace=options.sink_grace) as session,
-            session.subscribe(buffer=1024) as events,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(_watch_events, demo, events, nursery, last_reply)
+    async with (
+        tp.open_session(llm=_DemoLLM(), tts=tts, output=sink, audio_input=mic, vad=vad,
+                        stt=ClipSTT(mic), turn=turn, sink_grace=options.sink_grace) as session,
+        session.subscribe(buffer=1024) as events,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(_watch_events, demo, events, nursery, last_reply)
+        with trio.move_on_after(options.timeout):
             await last_reply.wait()
             demo.finished = True
-            nursery.cancel_scope.cancel()
-        demo.history = list(session.history)
+        if not demo.finished:
+            stuck = session.speeches
+            demo.log("bound", f"the story did not finish within {options.timeout:g} s"
+                     + (f"; {len(stuck)} speech(es) still wait for the sink to confirm a clear "
+                        f"(sink_grace={options.sink_grace:g} s): closing the session waits for that too"
+                        if stuck else ""))
+        nursery.cancel_scope.cancel()
+    demo.history = list(session.history)
     demo.clips = list(mic.placed)
     demo.records = list(sink.records)
     demo.labels = dict(sink.labels)
