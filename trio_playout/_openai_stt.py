@@ -189,10 +189,10 @@ class OpenAISTT:
         """The text of one utterance (retried per the policy); raises :class:`ProviderError`."""
         what = f"transcription ({self.model})"
         wav = wav_bytes(frames)
+        create: Any = self._client.audio.transcriptions.create
         attempt = 0
         while True:
             try:
-                create: Any = self._client.audio.transcriptions.create
                 result: Any = await provider_call(what, self.timeout, lambda: create(
                     model=self.model, file=("utterance.wav", wav, "audio/wav"), **self.options))
                 text = result if isinstance(result, str) else result.text
