@@ -36,6 +36,7 @@ from ._demo_data import (
 )
 from ._demo_heard import HeardSink, heard_audio
 from ._demo_user import ClipSTT, Cue, Placed, UserMic
+from ._step import _aclosing
 from .testing import LLMReply, ScriptedLLM
 
 __all__ = ["VoiceDemo", "VoiceOptions", "run_voice_demo"]
@@ -106,6 +107,25 @@ class _LabelledTTS:
             yield chunk
 
 
+class _LoggedVAD:
+    """Passes the VAD's events through, logging its starts and ends as the model emits them
+    (before the session acts on them, so the timeline's order is the real one)."""
+
+    def __init__(self, inner: tp.VAD, demo: VoiceDemo) -> None:
+        self.inner = inner
+        self.demo = demo
+
+    async def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+        async with _aclosing(self.inner.stream(frames)) as events:
+            async for ev in events:
+                if ev.type is tp.VADEventType.START_OF_SPEECH:
+                    self.demo.log("vad_start", f"VAD (Silero): start of speech (p={ev.probability:.2f})")
+                elif ev.type is tp.VADEventType.END_OF_SPEECH:
+                    self.demo.log("vad_end", "VAD (Silero): end of speech, after "
+                                  f"{ev.silence_duration:.2f} s of silence")
+                yield ev
+
+
 class _DemoLLM:
     """Scripted: London for a turn that names it, else Paris (0.2 s to the first token)."""
 
@@ -133,10 +153,7 @@ def pick_voices(kind: str) -> Voices:
 async def _watch_events(demo: VoiceDemo, events: trio.MemoryReceiveChannel[tp.SessionEvent],
                         nursery: trio.Nursery, last_reply: trio.Event) -> None:
     async for ev in events:
-        if isinstance(ev, tp.UserStateChanged):
-            what = "user started speaking" if ev.new == "speaking" else "user stopped speaking"
-            demo.log("vad_start" if ev.new == "speaking" else "vad_end", f"VAD (Silero): {what}")
-        elif isinstance(ev, tp.AgentStateChanged):
+        if isinstance(ev, tp.AgentStateChanged):
             demo.log("agent_state", f"agent: {ev.old} -> {ev.new}")
         elif isinstance(ev, tp.UserInputTranscribed):
             kind = "final" if ev.final else "interim"
@@ -220,7 +237,7 @@ async def run_voice_demo(options: VoiceOptions,
                           false_interruption_timeout=options.false_interruption_timeout)
     last_reply = trio.Event()
     async with (
-        tp.open_session(llm=_DemoLLM(), tts=tts, output=sink, audio_input=mic, vad=vad,
+        tp.open_session(llm=_DemoLLM(), tts=tts, output=sink, audio_input=mic, vad=_LoggedVAD(vad, demo),
                         stt=ClipSTT(mic), turn=turn, sink_grace=options.sink_grace) as session,
         session.subscribe(buffer=1024) as events,
         trio.open_nursery() as nursery,
@@ -308,8 +325,11 @@ def summary_lines(demo: VoiceDemo) -> list[str]:
         else:
             words, cut = demo.first("stt_final", s), demo.first("interrupt", s)
             if cut is not None:
-                out.append(f"      the STT's words at {_ms(words.t if words else None)}: {cut.text} "
-                           f"at {_ms(cut.t)}")
+                kept = [i.text for i in demo.history if isinstance(i, tp.ChatMessage) and i.interrupted]
+                out.append(f"      the STT's final words at {_ms(words.t if words else None)}; at "
+                           f"{_ms(cut.t)} {cut.text.replace(' INTERRUPTED', ' is interrupted')}")
+                if kept:
+                    out.append(f"      its heard text ends where it paused: '...{kept[0][-40:]}'")
     for label in ("the Paris reply",):
         rec = next((r for r in demo.records if demo.labels.get(r.segment_id) == label), None)
         if rec is not None and rec.position is not None and rec.stopped_at is not None:
