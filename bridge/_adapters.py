@@ -225,6 +225,17 @@ class _WordLocator:
         return tuple(out)
 
 
+def _is_end_marker(frame: rtc.AudioFrame) -> bool:
+    """livekit's end-of-segment marker: 10 ms of silence its ``AudioEmitter`` adds after the
+    audio when the segment's last frame was already sent. It is not the provider's audio
+    (it would lengthen every sentence by 10 ms), so it is dropped. Its words, if any,
+    are kept by :class:`_WordLocator` on the next call only if the frame is passed on,
+    so a marker carrying timed words is kept."""
+    return (frame.samples_per_channel == frame.sample_rate // 100
+            and not frame.userdata.get(USERDATA_TIMED_TRANSCRIPT)
+            and not any(frame.data.cast("B")))
+
+
 class LivekitTTS:
     """trio_playout's :class:`~trio_playout.TTS` over a livekit ``tts.TTS`` (see :func:`tts`)."""
 
@@ -241,9 +252,10 @@ class LivekitTTS:
         locate = _WordLocator(text)
 
         def convert(audio: lk_tts.SynthesizedAudio) -> Iterable[tp.SynthesizedAudio]:
-            if audio.frame.samples_per_channel == 0:
+            frame = audio.frame
+            if frame.samples_per_channel == 0 or (audio.is_final and _is_end_marker(frame)):
                 return ()
-            return (tp.SynthesizedAudio(from_rtc_frame(audio.frame), locate.words(audio.frame)),)
+            return (tp.SynthesizedAudio(from_rtc_frame(frame), locate.words(frame)),)
 
         def open_stream() -> lk_tts.ChunkedStream:
             return self.livekit.synthesize(text, conn_options=self.conn_options)
