@@ -42,7 +42,7 @@ import bridge
 import trio_playout as tp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the server
-from openai_server import SAMPLE_RATE, Chat, OpenAIServer, Speech, Transcribe
+from openai_server import SAMPLE_RATE, Chat, OpenAIServer, Speech, Status, Transcribe
 
 CHAT = "/v1/chat/completions"
 SPEECH = "/v1/audio/speech"
@@ -253,3 +253,123 @@ async def test_a_spoken_turn_runs_through_livekit_plugins_in_a_trio_session(
     second = env.server.bodies(CHAT)[1]["messages"]
     assert second[-1]["role"] == "tool" and second[-1]["content"] == "booked for 2 at eight"
     assert [len(closes[k]) for k in ("llm", "tts", "stt")] == [2, 2, 1]
+
+
+# -- interrupts reach the plugin's stream once ---------------------------------------------
+
+
+async def test_an_interrupt_mid_reply_closes_the_llm_stream_once(
+        closes: dict[str, list[Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    async with running(closes) as env:
+        server = env.server
+        server.plan(CHAT, Chat(text="word " * 200, delay=0.02))  # about 7 s if never stopped
+        async with session(env) as s:
+            reply = s.generate_reply(user_input="talk to me")
+            await server.wait_for(lambda: bool(server.responses) and server.responses[-1].events >= 10)
+            asked = trio.current_time()
+            s.interrupt()
+            await reply
+            log = server.responses[-1]
+            await server.wait_for(lambda: log.client_closed_at is not None)
+            assert log.client_closed_at is not None
+            history = list(s.history)
+        assert env.pending() == []
+    assert reply.interrupted and reply.exception() is None
+    assert not log.finished and log.events < 100
+    assert len(closes["llm"]) == 1
+    assert history[0] == tp.ChatMessage("user", "talk to me")
+    with capsys.disabled():
+        print(f"\n[bridge.llm] interrupt -> server saw the disconnect: "
+              f"{(log.client_closed_at - asked) * 1000:.2f} ms")
+
+
+async def test_an_interrupt_mid_synthesis_closes_the_tts_stream_once(
+        closes: dict[str, list[Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    text = "This one sentence is long enough to take a few seconds to synthesize and to play."
+    async with running(closes) as env:
+        server = env.server
+        server.plan(SPEECH, Speech(seconds_per_char=0.05, chunk_delay=0.05))  # about 2 s to stream
+        async with session(env) as s:
+            speech = s.say(text)
+            await server.wait_for(lambda: any(r.path == SPEECH and r.events >= 3 for r in server.responses))
+            asked = trio.current_time()
+            s.interrupt()
+            await speech
+            (log,) = [r for r in server.responses if r.path == SPEECH]
+            await server.wait_for(lambda: log.client_closed_at is not None)
+            assert log.client_closed_at is not None
+            history = list(s.history)
+        assert env.pending() == []
+    assert speech.interrupted and speech.exception() is None
+    assert not log.finished
+    assert len(closes["tts"]) == 1
+    # no word timings from this plugin: the sentence sent to the TTS counts as heard
+    assert history == [tp.ChatMessage("assistant", text, interrupted=True)]
+    with capsys.disabled():
+        print(f"\n[bridge.tts] interrupt -> server saw the disconnect: "
+              f"{(log.client_closed_at - asked) * 1000:.2f} ms")
+
+
+# -- plugin errors become typed errors; the session goes on ---------------------------------
+
+
+@pytest.mark.parametrize(("answer", "error", "retryable"), [
+    (Status(500), tp.ProviderResponseError, True),
+    (Status(400), tp.ProviderResponseError, False),
+    (Status(429, retry_after="3"), tp.ProviderRateLimitError, True),
+    (Chat(text="Half a sen", fault="malformed", fault_after=2), tp.ProviderResponseError, False),
+    (Chat(text="Half a sen", fault="stall", fault_after=2), tp.ProviderTimeoutError, False),
+])
+async def test_an_llm_failure_is_typed_and_the_session_goes_on(
+        closes: dict[str, list[Any]], answer: Any, error: type[tp.ProviderError], retryable: bool) -> None:
+    async with running(closes) as env:
+        env.server.plan(CHAT, answer)  # then the default answer: "You said: ..."
+        llm = env.llm(conn_options=APIConnectOptions(max_retry=0, timeout=0.5))
+        async with session(env, llm=llm) as s:
+            failed = s.generate_reply(user_input="first")
+            await failed
+            ok = s.generate_reply(user_input="second")
+            await ok
+            history = list(s.history)
+        assert env.pending() == []
+    exc = failed.exception()
+    assert type(exc) is error, repr(exc)
+    assert exc.provider == "livekit" and exc.retryable is retryable
+    assert isinstance(exc.__cause__, Exception)  # livekit's own error, kept
+    if isinstance(answer, Status):
+        assert exc.status_code == answer.code
+    assert ok.exception() is None
+    assert history[0] == tp.ChatMessage("user", "first")  # the user's words are kept
+    assert history[-2:] == [tp.ChatMessage("user", "second"),
+                            tp.ChatMessage("assistant", "You said: second.")]
+    assert len(closes["llm"]) == 2
+
+
+async def test_livekit_retries_before_the_first_chunk_inside_the_plugin(closes: dict[str, list[Any]]) -> None:
+    async with running(closes) as env:
+        env.server.plan(CHAT, Status(503))
+        llm = env.llm(conn_options=APIConnectOptions(max_retry=1, retry_interval=0.0, timeout=5.0))
+        async with session(env, llm=llm) as s:
+            reply = s.generate_reply(user_input="hello")
+            await reply
+        assert env.pending() == []
+    assert reply.exception() is None
+    assert len(env.server.bodies(CHAT)) == 2
+    assert len(closes["llm"]) == 1  # one livekit stream, two HTTP attempts inside it
+
+
+async def test_a_tts_failure_is_typed_and_the_session_goes_on(closes: dict[str, list[Any]]) -> None:
+    async with running(closes) as env:
+        env.server.plan(SPEECH, Status(500), Speech(seconds_per_char=0.01))
+        async with session(env) as s:
+            failed = s.say("This fails.")
+            await failed
+            ok = s.say("This works.")
+            await ok
+            history = list(s.history)
+        assert env.pending() == []
+    exc = failed.exception()
+    assert isinstance(exc, tp.ProviderResponseError) and exc.status_code == 500
+    assert ok.exception() is None
+    assert history[-1] == tp.ChatMessage("assistant", "This works.")
+    assert len(closes["tts"]) == 2
