@@ -1,0 +1,276 @@
+"""Faults between trio_playout.openai and a real OpenAI-compatible server (tests/openai_server.py).
+
+Each fault must come out as the typed error (or be retried away before the first
+chunk), be recorded on the speech, keep the user's message and what was heard in
+the history, and leave the session working. Real clock, generous bounds.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+pytest.importorskip("openai")
+
+import trio_playout as tp
+from trio_playout.openai import OpenAILLM, OpenAISTT, OpenAITTS
+from trio_playout.testing import PacedAudio
+
+from .openai_server import Chat, OpenAIServer, Speech, Status, Transcribe
+from .test_openai import CHAT, SPEECH, TRANSCRIBE, get_weather, user_question
+
+BOUND = 20.0
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> OpenAIServer:
+    srv = OpenAIServer()
+    await nursery.start(srv.serve)
+    return srv
+
+
+@asynccontextmanager
+async def session_on(server: OpenAIServer, **llm: Any) -> AsyncIterator[tp.Session]:
+    options: dict[str, Any] = {"backoff": 0.05, **llm}
+    async with (OpenAILLM("m", base_url=server.base_url, **options) as the_llm,
+                OpenAITTS("t", "v", base_url=server.base_url, backoff=0.05) as the_tts,
+                tp.open_session(llm=the_llm, tts=the_tts, output=tp.RealtimeAudioSink(),
+                                tools=[get_weather]) as session):
+        yield session
+
+
+async def reply(session: tp.Session, text: str) -> tp.SpeechHandle:
+    speech = session.generate_reply(user_input=text)
+    with trio.fail_after(BOUND):
+        await speech
+    return speech
+
+
+def leaf(error: BaseException | None) -> BaseException | None:
+    """The one error inside a group. The session records a TTS error of a reply as the
+    reply's nursery raised it (an ExceptionGroup of one); an LLM error comes out bare."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def said(session: tp.Session) -> list[tuple[str, str, bool]]:
+    return [(m.role, m.text, m.interrupted) for m in session.history if isinstance(m, tp.ChatMessage)]
+
+
+async def still_works(server: OpenAIServer, session: tp.Session) -> None:
+    """The session answers the next turn, and the request sees the whole history."""
+    before = len(session.history)
+    server.plan(CHAT, Chat(text="Still here."))
+    speech = await reply(session, "are you there?")
+    assert speech.exception() is None
+    assert said(session)[-2:] == [("user", "are you there?", False), ("assistant", "Still here.", False)]
+    messages = server.bodies(CHAT)[-1]["messages"]
+    assert len(messages) >= before + 1 and messages[-1] == {"role": "user", "content": "are you there?"}
+
+
+# -- retried before the first token ---------------------------------------------------------------
+
+async def test_429_with_retry_after_is_honoured_then_succeeds(server: OpenAIServer) -> None:
+    server.plan(CHAT, Status(429, retry_after="1"), Chat(text="After the wait."))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        first, second = [r.at for r in server.requests if r.path == CHAT]
+        assert second - first >= 0.9  # the server's Retry-After, not our 0.05 s backoff
+        assert speech.exception() is None
+        assert said(session) == [("user", "hi", False), ("assistant", "After the wait.", False)]
+
+
+async def test_429_with_retry_after_beyond_the_cap_fails_at_once(server: OpenAIServer) -> None:
+    server.plan(CHAT, Status(429, retry_after="120"))
+    async with session_on(server, max_retry_after=5.0) as session:
+        speech = await reply(session, "hi")
+        error = speech.exception()
+        assert isinstance(error, tp.ProviderRateLimitError) and isinstance(error, tp.PlayoutError)
+        assert error.retry_after == 120 and error.status_code == 429
+        assert len(server.bodies(CHAT)) == 1
+        assert said(session) == [("user", "hi", False)]
+        await still_works(server, session)
+
+
+async def test_500_is_retried_with_backoff(server: OpenAIServer) -> None:
+    server.plan(CHAT, Status(500), Status(503), Chat(text="Third time lucky."))
+    async with session_on(server, max_retries=2) as session:
+        speech = await reply(session, "hi")
+        assert speech.exception() is None and len(server.bodies(CHAT)) == 3
+        assert said(session)[-1] == ("assistant", "Third time lucky.", False)
+
+
+async def test_500_after_the_retries_is_a_response_error(server: OpenAIServer) -> None:
+    server.plan(CHAT, Status(500), Status(500), Status(500))
+    async with session_on(server, max_retries=2) as session:
+        speech = await reply(session, "hi")
+        error = speech.exception()
+        assert isinstance(error, tp.ProviderResponseError) and error.status_code == 500 and error.retryable
+        assert len(server.bodies(CHAT)) == 3 and said(session) == [("user", "hi", False)]
+        await still_works(server, session)
+
+
+async def test_400_is_not_retried(server: OpenAIServer) -> None:
+    server.plan(CHAT, Status(400, message="bad request"))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        error = speech.exception()
+        assert isinstance(error, tp.ProviderResponseError) and error.status_code == 400
+        assert not error.retryable and len(server.bodies(CHAT)) == 1
+        await still_works(server, session)
+
+
+async def test_reset_before_the_first_token_is_retried(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(text="lost", fault="reset", fault_after=1), Chat(text="Second try."))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        assert speech.exception() is None and len(server.bodies(CHAT)) == 2
+        assert said(session) == [("user", "hi", False), ("assistant", "Second try.", False)]
+
+
+# -- mid-stream: never replayed --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("fault", "error_type"), [
+    ("reset", tp.ProviderConnectionError),
+    ("malformed", tp.ProviderResponseError),
+    ("error_event", tp.ProviderResponseError),
+])
+async def test_mid_stream_fault_keeps_what_was_heard(server: OpenAIServer, fault: str,
+                                                     error_type: type[tp.ProviderError]) -> None:
+    # 1 role event + 5 text events of 3 characters: "Hello there. " and "Mo" went out.
+    server.plan(CHAT, Chat(text="Hello there. More that never came.", fault=fault,  # type: ignore[arg-type]
+                           fault_after=6))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        assert isinstance(speech.exception(), error_type)
+        assert len(server.bodies(CHAT)) == 1  # text was handed on: no retry, nothing replayed
+        user, *assistant = said(session)
+        assert user == ("user", "hi", False)
+        assert [a[1] for a in assistant] in (["Hello there."], ["Hello there. Mo"])
+        await still_works(server, session)
+
+
+async def test_stall_fires_the_timeout_and_closes_the_connection(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(text="Hello there. And then nothing", fault="stall", fault_after=6))
+    async with session_on(server, timeout=0.5) as session:
+        speech = await reply(session, "hi")
+        assert isinstance(speech.exception(), tp.ProviderTimeoutError)
+        assert isinstance(speech.exception(), TimeoutError)
+        with trio.fail_after(BOUND):
+            await server.wait_for(lambda: server.responses[0].client_closed_at is not None)
+        assert said(session)[1][1].startswith("Hello there.")
+        await still_works(server, session)
+
+
+async def test_stall_before_the_first_token_is_retried(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(text="never", fault="stall", fault_after=1), Chat(text="Quick this time."))
+    async with session_on(server, timeout=0.5) as session:
+        speech = await reply(session, "hi")
+        assert speech.exception() is None
+        assert said(session)[-1] == ("assistant", "Quick this time.", False)
+        assert server.responses[0].client_closed_at is not None
+
+
+# -- tools -------------------------------------------------------------------------------------------
+
+async def test_invalid_tool_call_json_gives_one_error_output(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(tool_calls=[("get_weather", '{"city": "Par'),
+                                       ("get_weather", '{"city": "Rome"}')]),
+                Chat(text="Rome is sunny; I could not read the other city."))
+    async with session_on(server) as session:
+        speech = await reply(session, "weather?")
+        assert speech.exception() is None
+        calls = [i for i in session.history if isinstance(i, tp.FunctionCall)]
+        assert [c.arguments for c in calls] == ['{"city": "Par', '{"city": "Rome"}']
+        bad, good = (session.history.outputs_for(c.call_id) for c in calls)
+        assert len(bad) == 1 and bad[0].is_error and "JSON" in bad[0].output
+        assert len(good) == 1 and not good[0].is_error and good[0].output == "sunny in Rome"
+        messages = server.bodies(CHAT)[1]["messages"]
+        sent = messages[1]["tool_calls"]
+        assert [c["function"]["arguments"] for c in sent] == ["{}", '{"city": "Rome"}']
+        assert [m["tool_call_id"] for m in messages[2:4]] == [c.call_id for c in calls]
+        assert said(session)[-1][1] == "Rome is sunny; I could not read the other city."
+
+
+# -- TTS and STT ---------------------------------------------------------------------------------------
+
+async def test_tts_500_before_audio_is_retried(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(text="Spoken after a retry."))
+    server.plan(SPEECH, Status(500), Speech(seconds_per_char=0.01))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        assert speech.exception() is None and len(server.bodies(SPEECH)) == 2
+        assert said(session)[-1] == ("assistant", "Spoken after a retry.", False)
+
+
+async def test_tts_reset_mid_audio_records_the_error_and_the_heard_text(server: OpenAIServer) -> None:
+    server.plan(CHAT, Chat(text="First sentence here. Second sentence there."))
+    server.plan(SPEECH, Speech(seconds_per_char=0.01),
+                Speech(seconds_per_char=0.05, fault="reset", fault_after=1))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        assert isinstance(leaf(speech.exception()), tp.ProviderConnectionError)
+        assert len(server.bodies(SPEECH)) == 2  # audio was handed on: not retried
+        # The failure stops the step's audio (the session clears the sink), so what was
+        # heard is a prefix of the text, cut by the estimated word timings.
+        heard = said(session)[1:]
+        assert len(heard) <= 1
+        assert all("First sentence here. Second sentence there.".startswith(h[1]) for h in heard)
+        await still_works(server, session)
+
+
+async def collect_transcripts(stt: OpenAISTT, audio: PacedAudio, count: int) -> list[tp.Transcript]:
+    out: list[tp.Transcript] = []
+    with trio.move_on_after(BOUND):
+        async for transcript in stt.stream(aiter(audio)):
+            out.append(transcript)
+            if len(out) == count:
+                break
+    return out
+
+
+async def test_stt_retries_a_500_and_skips_an_utterance_that_keeps_failing(server: OpenAIServer) -> None:
+    question = user_question()
+    server.plan(TRANSCRIBE, Status(500), Transcribe("first"),  # retried
+                Status(500), Status(500),  # max_retries=1: skipped
+                Transcribe("third"))
+    audio = PacedAudio([(0.2, question), (question.duration + 1.0, question),
+                        (2 * question.duration + 1.8, question)])
+    async with OpenAISTT("s", base_url=server.base_url, max_retries=1, backoff=0.05) as stt:
+        got = await collect_transcripts(stt, audio, 2)
+    assert got == [tp.Transcript("first"), tp.Transcript("third")]
+    assert stt.failed == 1 and len(server.bodies(TRANSCRIBE)) == 5
+
+
+def test_stt_silence_sends_nothing() -> None:
+    from trio_playout._openai_stt import _Segmenter
+
+    seg = _Segmenter(-40.0, 0.1, 0.4, 0.3, 30.0)
+    frames = [tp.AudioFrame.silence(0.02) for _ in range(200)]
+    assert all(seg.push(f) is None for f in frames) and seg.flush() is None
+
+
+def test_stt_cuts_one_utterance_with_pre_roll() -> None:
+    from trio_playout._openai_stt import _Segmenter
+
+    question = user_question()
+    seg = _Segmenter(-40.0, 0.1, 0.4, 0.3, 30.0)
+    n = 320  # 20 ms at 16 kHz
+    stream = [tp.AudioFrame.silence(0.02) for _ in range(50)] + [
+        tp.AudioFrame(question.data[i:i + 2 * n], 16000) for i in range(0, len(question.data), 2 * n)
+    ] + [tp.AudioFrame.silence(0.02) for _ in range(50)]
+    cuts = [u for u in (seg.push(f) for f in stream) if u is not None]
+    assert len(cuts) >= 1
+    total = sum(f.duration for u in cuts for f in u)
+    assert question.duration * 0.8 < total < question.duration + 1.0
+
+
