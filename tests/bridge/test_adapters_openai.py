@@ -243,7 +243,8 @@ async def test_a_spoken_turn_runs_through_livekit_plugins_in_a_trio_session(
     (upload,) = env.server.bodies(TRANSCRIBE)
     wav = upload["file"]
     assert wav["channels"] == 1 and wav["peak"] > 1000
-    assert user.duration - 0.2 <= wav["seconds"] <= user.duration + 1.0  # the utterance, padded
+    # livekit pads the utterance: up to 0.3 s before (the lead) and the 0.55 s silence after
+    assert user.duration <= wav["seconds"] <= user.duration + 0.3 + 0.55 + 0.2
     kinds = [type(i).__name__ for i in history]
     assert kinds == ["ChatMessage", "ChatMessage", "FunctionCall", "FunctionCallOutput", "ChatMessage"]
     assert history[0] == tp.ChatMessage("user", "Please book a table for two at eight.")
@@ -373,3 +374,70 @@ async def test_a_tts_failure_is_typed_and_the_session_goes_on(closes: dict[str, 
     assert ok.exception() is None
     assert history[-1] == tp.ChatMessage("assistant", "This works.")
     assert len(closes["tts"]) == 2
+
+
+# -- speech to text -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def utterance() -> tp.AudioFrame:
+    try:
+        from trio_playout.espeak import EspeakTTS
+        tts = EspeakTTS()
+    except tp.PlayoutError as exc:
+        pytest.skip(f"espeak-ng unavailable: {exc}")
+    frame: tp.AudioFrame = tts.render_sync("Book a table for two.", sample_rate=16000)
+    return frame
+
+
+async def _mic(speech: tp.AudioFrame, lead: float = 0.5, tail: float = 1.2) -> AsyncIterator[tp.AudioFrame]:
+    """The speech between silences, in 20 ms frames, as fast as the stream takes them."""
+    rate = speech.sample_rate
+    pcm = (tp.AudioFrame.silence(lead, sample_rate=rate).data + speech.data
+           + tp.AudioFrame.silence(tail, sample_rate=rate).data)
+    step = 2 * rate // 50
+    for i in range(0, len(pcm), step):
+        await trio.lowlevel.checkpoint()
+        yield tp.AudioFrame(pcm[i:i + step], rate)
+
+
+def _whisper(env: Env, **kwargs: Any) -> Any:
+    silero = pytest.importorskip("livekit.plugins.silero")
+    lk = openai.STT(model="whisper-1", base_url=env.server.base_url, api_key="test")
+    return bridge.stt(lk, vad=silero.VAD.load(), **kwargs)
+
+
+async def test_a_non_streaming_stt_transcribes_each_utterance(
+        closes: dict[str, list[Any]], utterance: tp.AudioFrame) -> None:
+    async with running(closes) as env:
+        env.server.plan(TRANSCRIBE, Transcribe("book a table for two"))
+        transcripts = [t async for t in _whisper(env).stream(_mic(utterance))]
+        assert env.pending() == []
+    assert transcripts == [tp.Transcript("book a table for two", final=True)]
+    (upload,) = env.server.bodies(TRANSCRIBE)
+    assert upload["file"]["rate"] == 16000 and upload["file"]["peak"] > 1000
+    # livekit's Silero sends the utterance with up to 0.5 s of audio before it (prefix
+    # padding) and the 0.55 s of silence that ended it
+    assert utterance.duration <= upload["file"]["seconds"] <= utterance.duration + 0.5 + 0.55 + 0.2
+    assert len(closes["stt"]) == 1
+
+
+async def test_an_stt_failure_is_typed(closes: dict[str, list[Any]], utterance: tp.AudioFrame) -> None:
+    async with running(closes) as env:
+        env.server.plan(TRANSCRIBE, Status(500))
+        stt = _whisper(env, conn_options=NO_RETRY)
+        with pytest.raises(tp.ProviderResponseError) as caught:
+            async for _ in stt.stream(_mic(utterance)):
+                pass
+        assert env.pending() == []
+    assert caught.value.status_code == 500 and caught.value.provider == "livekit"
+    assert len(closes["stt"]) == 1
+
+
+def test_a_non_streaming_stt_needs_a_livekit_vad() -> None:
+    lk = openai.STT(model="whisper-1", base_url="http://127.0.0.1:9/v1", api_key="test")
+    assert not lk.capabilities.streaming
+    with pytest.raises(tp.VoiceOptionsError, match="does not stream"):
+        bridge.stt(lk)
+    with pytest.raises(TypeError, match=r"livekit vad\.VAD"):
+        bridge.stt(lk, vad=object())  # type: ignore[arg-type]
