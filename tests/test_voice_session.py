@@ -609,3 +609,37 @@ async def test_closing_is_bounded_when_a_stream_will_not_close(
         closing = trio.current_time()
     assert trio.current_time() - closing <= 1.0 + EPS  # each stream gets close_timeout=1 s, in parallel
     assert "took longer than 1 s" in caplog.text
+
+
+# -- closing ------------------------------------------------------------------------------------------------
+
+async def test_a_turn_still_waiting_when_the_session_closes_is_written(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The turn (2.5) waits for the protected speech; the session closes at 3.0: the user's
+    words are written after the speech's heard text, with no reply (they were lost before)."""
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.9, "bye now")], replies=[LLMReply("Bye.")]) as v:
+        v.session.say(TWELVE, allow_interruptions=False)
+        await trio.sleep(3.0)
+        assert [t for t, _ in v.of(tp.UserTurnCompleted)] == [approx(2.5)]
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", heard_words(3.0), True), ("user", "bye now", False)]
+    assert v.llm.requests == []
+
+
+async def test_a_turn_completing_as_the_session_closes_is_written_once(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    """The turn's endpoint (0.5) is the moment the block exits. Whichever task trio runs
+    first, a turn that was reported (UserTurnCompleted) is in history exactly once, and
+    nothing fails. Before the fix a turn worker woken just then committed into the closed
+    session (an ERROR with a traceback: the words were lost) and a VAD step still under
+    way published into the closed event channels (logged as "the VAD failed")."""
+    written = 0
+    for _ in range(30):
+        async with voice(speech=[(0.1, 0.3)], transcripts=[(0.3, "hello")], turn=tp.TurnOptions(
+                min_endpointing_delay=0.2, auto_reply=False)) as v:
+            await trio.sleep(0.5)
+        turns = [e.text for _, e in v.of(tp.UserTurnCompleted)]  # type: ignore[attr-defined]
+        assert [m.text for m in v.session.history] == turns
+        written += len(turns)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert written > 0

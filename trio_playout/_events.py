@@ -151,7 +151,14 @@ class EventBroadcaster:
         return len(self._subscriptions)
 
     def publish(self, event: SessionEvent) -> None:
-        """Give ``event`` to every subscriber now. Synchronous: call it from anywhere."""
+        """Give ``event`` to every subscriber now. Synchronous: call it from anywhere.
+
+        After :meth:`close` it does nothing: the subscriptions have ended, and a late
+        publisher (a task finishing its last step as the session closes) must not fail.
+        """
+        if self._closed:
+            logger.debug("event after the session closed, not delivered: %r", event)
+            return
         for subscription in self._subscriptions.values():
             self.dropped += subscription.offer(event)
 

@@ -570,6 +570,10 @@ class Session:
             if self._live:
                 logger.error("closing the session: cancelling speeches that did not finish: %s",
                              ", ".join(s.id for s in self._live))
+            # Then the turns the user completed that were never written (nothing of the
+            # voice can act any more), after the speeches they waited for.
+            await self._voice.wait_stopped()
+            self._voice.write_unwritten_turns()
         self._events.close()
         self._nursery.cancel_scope.cancel(reason="session closed")
 

@@ -37,7 +37,9 @@ Tasks (children of :meth:`VoiceDriver.run`)::
   The audio input ending (or raising) is not an error: it is logged and the timer
   and turn worker go on until the session closes.
 * **Closing.** Cancelling :meth:`run` cancels every task; the VAD's and STT's
-  streams are closed with ``aclose()`` bounded by ``close_timeout``.
+  streams are closed with ``aclose()`` bounded by ``close_timeout``. A completed
+  turn is then never committed by the driver (not even one whose worker was already
+  woken); the host takes it with :meth:`VoiceDriver.take_unwritten_turns`.
 """
 
 from __future__ import annotations
@@ -250,6 +252,18 @@ class VoiceDriver:
         """Seconds of audio dropped so far for each consumer that fell behind."""
         return {q.name: q.dropped_seconds for q in (self._vad_queue, self._stt_queue) if q is not None}
 
+    def take_unwritten_turns(self) -> list[str]:
+        """The completed turns not written yet, oldest first, removed from the queue.
+
+        For the session's close: :meth:`run` is cancelled first, so these turns were
+        heard (``UserTurnCompleted`` was published) but will never be committed.
+        """
+        texts = [text for text, _, _ in self._turns]
+        self._turns.clear()
+        for _ in texts:  # the rules stop "thinking" about them
+            self._feed(self._rules.turn_committed(trio.current_time(), None))
+        return texts
+
     def speech_changed(self, speech: Hashable) -> None:
         """The host's notice that ``speech`` changed; synchronous, call it from anywhere
         in the session's trio run."""
@@ -363,6 +377,9 @@ class VoiceDriver:
             text, reply, waits = self._turns[0]
             for speech in waits:
                 await self._host.wait_speech_done(speech)
+            # Woken by a turn just as the session closes (run() cancelled): leave it to
+            # take_unwritten_turns(), which writes it without a reply.
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._turns.popleft()
             key: Hashable | None = None
             try:

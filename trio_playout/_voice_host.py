@@ -46,6 +46,8 @@ class _SessionVoice:
         self._events = events
         self.driver: VoiceDriver | None = None
         self._paused_by: SpeechHandle | None = None  # the speech whose audio we paused
+        self._running = False
+        self._stopped = trio.Event()  # run() has returned
         self._agent_state: AgentState = "idle"
 
     # -- states ------------------------------------------------------------------------------
@@ -82,7 +84,30 @@ class _SessionVoice:
     async def run(self, audio_input: AsyncIterable[AudioFrame], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         assert self.driver is not None
-        await self.driver.run(audio_input, task_status=task_status)
+        self._running = True
+        try:
+            await self.driver.run(audio_input, task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """After the session cancelled :meth:`run`: wait until its tasks are gone, so no
+        step of theirs that was already under way can act after this. Bounded: the
+        driver closes its streams within ``close_timeout`` (twice that is allowed for)."""
+        if self.driver is None or not self._running:
+            return
+        with trio.move_on_after(2 * self.driver.close_timeout):
+            await self._stopped.wait()
+
+    def write_unwritten_turns(self) -> None:
+        """Closing: the user's completed turns that were never committed are written
+        now, without a reply, after the speeches they waited for (all done by now):
+        what the user said is never lost, and stays after what was heard before it."""
+        if self.driver is None:
+            return
+        for text in self.driver.take_unwritten_turns():
+            logger.info("session closing: writing the user's last turn without a reply: %r", text)
+            self._session.history._append(ChatMessage("user", text))
 
     # -- VoiceHost ---------------------------------------------------------------------------
     def _playing(self, speech: SpeechHandle) -> bool:
