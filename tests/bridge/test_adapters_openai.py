@@ -441,3 +441,36 @@ def test_a_non_streaming_stt_needs_a_livekit_vad() -> None:
         bridge.stt(lk)
     with pytest.raises(TypeError, match=r"livekit vad\.VAD"):
         bridge.stt(lk, vad=object())  # type: ignore[arg-type]
+
+
+async def test_interrupts_at_every_phase_close_each_opened_stream_exactly_once(
+        closes: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweep the interrupt across the stream's life: before the pump task ran, while the
+    SDK connects and sends, and while events stream in (k trio checkpoints after the
+    reply was asked for). Every livekit stream that was built is closed exactly once."""
+    opened: list[Any] = []
+    real_init = lk_llm.LLMStream.__init__
+
+    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        opened.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(lk_llm.LLMStream, "__init__", counting_init)
+    sweep = range(0, 60, 3)
+    async with running(closes) as env:
+        env.server.plan(CHAT, *[Chat(text="word " * 40, delay=0.002) for _ in sweep])
+        async with session(env) as s:
+            for k in sweep:
+                reply = s.generate_reply(user_input=f"turn {k}")
+                for _ in range(k):
+                    await trio.lowlevel.checkpoint()
+                s.interrupt()
+                await reply
+                assert reply.exception() is None, (k, reply.exception())
+                assert env.pending() == [], k
+        for log in env.server.responses:
+            await env.server.wait_for(lambda log=log: log.finished or log.client_closed_at is not None)
+    # here: 19 of 20 streams built, 16 requests reached the server, all 16 cut mid-response
+    assert any(log.client_closed_at is not None for log in env.server.responses)
+    assert sorted(map(id, closes["llm"])) == sorted(map(id, opened))  # each exactly once
+    assert len(env.server.bodies(CHAT)) <= len(opened)
