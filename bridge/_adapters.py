@@ -51,8 +51,17 @@ provider's iterator when a speech is interrupted or the session closes; that can
 the livekit stream's owner task once, ``aclose()`` runs exactly once (closing the HTTP
 response or websocket), and the trio side waits, shielded and bounded, until it is
 done, so no asyncio task is left pending. livekit's retries (``conn_options``: by
-default 3 retries, 2 s apart, only before the first chunk reached us) run inside the
-plugin; what finally fails is raised as a typed error (see :mod:`bridge._adapt_errors`).
+default 3, only while nothing was handed on yet) run inside the plugin's stream; what
+finally fails is raised as a typed error (see :mod:`bridge._adapt_errors`).
+
+Known limits (livekit 1.8.9): livekit-plugins-openai assembles tool-call argument
+deltas in arrival order, not by index, so a server that interleaves parallel calls'
+deltas yields a first call with empty arguments and a second with both concatenated
+(the session then records argument errors for them; OpenAI itself sends calls one
+after the other). A livekit stream runs on trio-asyncio's loop, where an asyncio
+callback costs several times what it does on stock asyncio (see the bridge's
+benchmarks); an interrupt still reached the server about 1 ms after it was asked for
+in the tests.
 """
 
 from __future__ import annotations
@@ -226,11 +235,10 @@ class _WordLocator:
 
 
 def _is_end_marker(frame: rtc.AudioFrame) -> bool:
-    """livekit's end-of-segment marker: 10 ms of silence its ``AudioEmitter`` adds after the
-    audio when the segment's last frame was already sent. It is not the provider's audio
-    (it would lengthen every sentence by 10 ms), so it is dropped. Its words, if any,
-    are kept by :class:`_WordLocator` on the next call only if the frame is passed on,
-    so a marker carrying timed words is kept."""
+    """livekit's end-of-segment marker: 10 ms of zeros that its ``AudioEmitter`` adds when
+    the segment's audio was all sent already. It is not the provider's audio and would
+    lengthen every sentence by 10 ms, so the TTS adapter drops it (unless it carries
+    timed words, which must not be lost)."""
     return (frame.samples_per_channel == frame.sample_rate // 100
             and not frame.userdata.get(USERDATA_TIMED_TRANSCRIPT)
             and not any(frame.data.cast("B")))
