@@ -22,7 +22,6 @@ pytest.importorskip("openai")
 
 import trio_playout as tp
 from trio_playout.openai import OpenAILLM, OpenAISTT, OpenAITTS
-from trio_playout.testing import PacedAudio
 
 from .openai_server import Chat, OpenAIServer, Speech, Status, Transcribe
 from .test_openai import CHAT, SPEECH, TRANSCRIBE, get_weather, user_question
@@ -228,27 +227,33 @@ async def test_tts_reset_mid_audio_records_the_error_and_the_heard_text(server: 
         await still_works(server, session)
 
 
-async def collect_transcripts(stt: OpenAISTT, audio: PacedAudio, count: int) -> list[tp.Transcript]:
-    out: list[tp.Transcript] = []
-    with trio.move_on_after(BOUND):
-        async for transcript in stt.stream(aiter(audio)):
-            out.append(transcript)
-            if len(out) == count:
-                break
-    return out
+def frames(audio: list[tp.AudioFrame], frame: float = 0.02) -> list[tp.AudioFrame]:
+    """The clips back to back, cut in ``frame``-second frames (16 kHz mono)."""
+    n = 2 * round(frame * 16000)
+    data = b"".join(a.data for a in audio)
+    return [tp.AudioFrame(data[i:i + n], 16000) for i in range(0, len(data), n)]
+
+
+async def unpaced(items: list[tp.AudioFrame]) -> AsyncIterator[tp.AudioFrame]:
+    """Frames as fast as the STT reads them: it cuts by audio time, not by the clock."""
+    for item in items:
+        yield item
 
 
 async def test_stt_retries_a_500_and_skips_an_utterance_that_keeps_failing(server: OpenAIServer) -> None:
-    question = user_question()
+    question, gap = user_question(), tp.AudioFrame.silence(1.0)
     server.plan(TRANSCRIBE, Status(500), Transcribe("first"),  # retried
                 Status(500), Status(500),  # max_retries=1: skipped
                 Transcribe("third"))
-    audio = PacedAudio([(0.2, question), (question.duration + 1.0, question),
-                        (2 * question.duration + 1.8, question)])
+    mic = frames([gap, question, gap, question, gap, question, gap])
     async with OpenAISTT("s", base_url=server.base_url, max_retries=1, backoff=0.05) as stt:
-        got = await collect_transcripts(stt, audio, 2)
+        with trio.fail_after(BOUND):
+            got = [t async for t in stt.stream(unpaced(mic))]
     assert got == [tp.Transcript("first"), tp.Transcript("third")]
     assert stt.failed == 1 and len(server.bodies(TRANSCRIBE)) == 5
+    # Each upload is one utterance: the speech, its pre-roll and its end silence.
+    assert all(question.duration - 0.3 < b["file"]["seconds"] < question.duration + 1.0
+               for b in server.bodies(TRANSCRIBE))
 
 
 def test_stt_silence_sends_nothing() -> None:
@@ -264,13 +269,8 @@ def test_stt_cuts_one_utterance_with_pre_roll() -> None:
 
     question = user_question()
     seg = _Segmenter(-40.0, 0.1, 0.4, 0.3, 30.0)
-    n = 320  # 20 ms at 16 kHz
-    stream = [tp.AudioFrame.silence(0.02) for _ in range(50)] + [
-        tp.AudioFrame(question.data[i:i + 2 * n], 16000) for i in range(0, len(question.data), 2 * n)
-    ] + [tp.AudioFrame.silence(0.02) for _ in range(50)]
-    cuts = [u for u in (seg.push(f) for f in stream) if u is not None]
-    assert len(cuts) >= 1
-    total = sum(f.duration for u in cuts for f in u)
+    cuts = [u for u in (seg.push(f) for f in frames([tp.AudioFrame.silence(1.0), question,
+                                                     tp.AudioFrame.silence(1.0)])) if u is not None]
+    assert len(cuts) == 1  # espeak's pauses between words are shorter than end_silence
+    total = sum(f.duration for f in cuts[0])
     assert question.duration * 0.8 < total < question.duration + 1.0
-
-
