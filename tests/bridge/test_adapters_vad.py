@@ -230,3 +230,19 @@ async def test_livekit_silero_barges_in_on_a_trio_native_session(lk_silero: Any,
     assert isinstance(heard, tp.ChatMessage) and heard.interrupted
     assert text.startswith(heard.text) and 0 < len(heard.text) < len(text)
     assert len(closes) == 1  # the session closed the VAD stream once
+
+
+def test_under_bridge_run(speech: tp.AudioFrame, lk_silero: Any) -> None:
+    """The other trio-first host: ``bridge.run(main)`` instead of ``open_loop``."""
+
+    async def main() -> list[tp.VADEventType]:
+        vad = bridge.vad(lk_silero)
+        return [e.type async for e in vad.stream(_frames(_timeline(speech))) if e.type is not T.INFERENCE]
+
+    assert bridge.run(main) == [T.START_OF_SPEECH, T.END_OF_SPEECH]
+
+
+async def test_outside_a_bridge_loop_the_adapter_says_so(lk_silero: Any) -> None:
+    with pytest.raises(bridge.NotInstalledError):
+        async for _ in bridge.vad(lk_silero).stream(_frames(b"\0\0" * 320)):
+            pass
