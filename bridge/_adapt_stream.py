@@ -61,6 +61,7 @@ class _Pump:
         self.stopping = False  # the feeder must push no more
         self.pump_closing = False  # the pump is in its finally: closing the stream
         self.cancel_sent = False
+        self.left = False  # the trio side stopped reading: it will raise nothing more
         self.feed_error: BaseException | None = None
         self.pump_done = trio.Event()
         self.feeder_done = trio.Event()
@@ -144,9 +145,13 @@ async def lk_events(
                 feeder.cancel()
             await stream.aclose()
 
-    def on_done(_task: asyncio.Task[None]) -> None:
+    def on_done(done: asyncio.Task[None]) -> None:
         send.close()
         state.pump_done.set()
+        if not done.cancelled() and (exc := done.exception()) is not None and state.left:
+            # the trio side has left and will not raise it (asyncio would otherwise log
+            # "Task exception was never retrieved" when the task is collected)
+            logger.warning("%s failed while closing: %r", what, exc, exc_info=exc)
 
     task = state.task = loop.create_task(pump(), name=f"bridge {what}")
     task.add_done_callback(on_done)
@@ -159,6 +164,7 @@ async def lk_events(
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise map_error(exc, what) from exc
     finally:
+        state.left = True
         recv.close()
         state.stop()
         with trio.CancelScope(shield=True):
