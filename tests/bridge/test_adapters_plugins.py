@@ -32,7 +32,7 @@ RATE = 16000
 WORD = 0.25  # seconds of audio per word
 
 
-class WordTTS(lk_tts.TTS):
+class WordTTS(lk_tts.TTS[Any]):
     """A livekit TTS plugin: ``WORD`` seconds of silence per word, each word timed
     (livekit's timed transcripts, as aligned-transcript TTSs send them)."""
 
@@ -64,7 +64,7 @@ class _WordStream(lk_tts.ChunkedStream):
         output_emitter.flush()
 
 
-class ScriptLLM(lk_llm.LLM):
+class ScriptLLM(lk_llm.LLM[Any]):
     """A livekit LLM plugin that streams ``text`` word by word, then raises ``error``."""
 
     def __init__(self, text: str, error: Exception | None = None) -> None:
@@ -151,10 +151,12 @@ async def test_timed_words_cut_the_heard_text_at_the_playback_position(
     assert list(session.history) == [tp.ChatMessage("assistant", " ".join(spoken), interrupted=True)]
 
 
-async def test_without_timed_words_the_sentence_counts_as_heard(autojump_clock: trio.testing.MockClock) -> None:
+async def test_without_timed_words_the_sentence_counts_as_heard(
+        autojump_clock: trio.testing.MockClock) -> None:
     text = "one two three four five six seven eight."
+    tts = bridge.tts(WordTTS(timed=False))
     async with bridge.open_loop(), tp.open_session(
-            llm=ScriptedLLM([]), tts=bridge.tts(WordTTS(timed=False)), output=tp.RealtimeAudioSink()) as session:
+            llm=ScriptedLLM([]), tts=tts, output=tp.RealtimeAudioSink()) as session:
         speech = session.say(text)
         await trio.sleep(1.0)
         session.interrupt()
