@@ -489,3 +489,40 @@ def test_the_adapter_benchmark_runs() -> None:
     for metric in ("ttft", "close"):
         assert [r for r in rows if r[1] == metric] == [[c, metric] for c in ("raw", "plugin", "adapter")]
     assert "pending asyncio tasks after the runs: {'raw': 0, 'plugin': 0, 'adapter': 0}" in done.stdout
+
+
+async def test_the_livekit_plugins_example_answers_a_spoken_question(
+        closes: dict[str, list[Any]], utterance: tp.AudioFrame, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/livekit_plugins_agent.py --wav, against the local server (the plugins
+    read OPENAI_BASE_URL and OPENAI_API_KEY, as they would for any endpoint)."""
+    import argparse
+    import importlib.util
+    import wave
+
+    pytest.importorskip("livekit.plugins.silero")
+    path = Path(__file__).resolve().parents[2] / "examples" / "livekit_plugins_agent.py"
+    spec = importlib.util.spec_from_file_location("livekit_plugins_agent", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    wav = tmp_path / "question.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(utterance.sample_rate)
+        w.writeframes(utterance.data)
+    async with running(closes) as env:
+        monkeypatch.setenv("OPENAI_BASE_URL", env.server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        env.server.plan(TRANSCRIBE, Transcribe("What time is it in Paris?"))
+        env.server.plan(CHAT, Chat(text="Let me check.", tool_calls=[("get_time", '{"city": "Paris"}')]),
+                        Chat(text="It is 9:41 in Paris."))
+        await example.main(argparse.Namespace(wav=str(wav), model="test-model", tts_model="tts-1",
+                                              stt_model="whisper-1"))
+        assert env.pending() == []
+    out = capsys.readouterr().out
+    assert "What time is it in Paris?" in out and "It is 9:41 in Paris." in out
+    second = env.server.bodies(CHAT)[1]["messages"]
+    assert second[-1] == {"role": "tool", "tool_call_id": second[-2]["tool_calls"][0]["id"],
+                          "content": "It is 9:41 in Paris."}
