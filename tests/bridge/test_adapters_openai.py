@@ -491,27 +491,38 @@ def test_the_adapter_benchmark_runs() -> None:
     assert "pending asyncio tasks after the runs: {'raw': 0, 'plugin': 0, 'adapter': 0}" in done.stdout
 
 
+def _load_example() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "livekit_plugins_agent.py"
+    spec = importlib.util.spec_from_file_location("livekit_plugins_agent", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+def _write_wav(path: Path, frame: tp.AudioFrame) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(frame.num_channels)
+        w.setsampwidth(2)
+        w.setframerate(frame.sample_rate)
+        w.writeframes(frame.data)
+
+
 async def test_the_livekit_plugins_example_answers_a_spoken_question(
         closes: dict[str, list[Any]], utterance: tp.AudioFrame, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """examples/livekit_plugins_agent.py --wav, against the local server (the plugins
     read OPENAI_BASE_URL and OPENAI_API_KEY, as they would for any endpoint)."""
     import argparse
-    import importlib.util
-    import wave
 
     pytest.importorskip("livekit.plugins.silero")
-    path = Path(__file__).resolve().parents[2] / "examples" / "livekit_plugins_agent.py"
-    spec = importlib.util.spec_from_file_location("livekit_plugins_agent", path)
-    assert spec is not None and spec.loader is not None
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = _load_example()
     wav = tmp_path / "question.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(utterance.sample_rate)
-        w.writeframes(utterance.data)
+    _write_wav(wav, utterance)
     async with running(closes) as env:
         monkeypatch.setenv("OPENAI_BASE_URL", env.server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "test")
