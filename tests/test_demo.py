@@ -505,7 +505,7 @@ def test_readme_names_no_internal_documents_and_links_upstream() -> None:
         )
     assert "bench-results/" in readme  # where python -m benchmarks writes its output
     # the two set-up commands, each one line: the demo's installs what its voice scenario needs
-    assert re.search(r"python -m pip install -e (\.|'\.\[demo\]') && python -m trio_playout\.demo", readme)
+    assert re.search(r"(python -m )?pip install -e (\.|'\.\[demo\]') && python -m trio_playout\.demo", readme)
     assert "python -m pip install -e '.[test]' && python -m pytest" in readme
 
 

@@ -317,6 +317,10 @@ def summary_lines(demo: VoiceDemo) -> list[str]:
             line += f", sink paused at {_ms(pause.t)} ({1000 * (pause.t - s):.0f} ms after the sound began)"
         out.append(line)
         if name == "user says 'hmm'":
+            length = placed.cue.audio.duration
+            if pause is not None and pause.t - s > length:
+                out.append(f"      (the sound lasted {length:.2f} s: the VAD's speech_duration, like "
+                           "livekit's Silero plugin's, counts the silence up to its end of speech)")
             fi = demo.first("false_interruption", s)
             end = demo.first("vad_end", s)
             if fi is not None and end is not None:
