@@ -39,6 +39,7 @@ What history records as heard, per step:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -78,6 +79,10 @@ from ._voice_host import _SessionVoice
 __all__ = ["InterruptResult", "Session"]
 
 logger = logging.getLogger("trio_playout.session")
+
+# Less than this of a segment or a word is rounding in clock arithmetic (a clear one
+# float step after a start), not audio: one sample at 48 kHz lasts 21 us.
+_NOTHING_HEARD = 1e-6
 
 
 
@@ -533,6 +538,12 @@ class Session:
         # A sink that never confirmed cut nothing we know of: only the speech's
         # interrupt, or a confirmed early stop, marks the message interrupted.
         interrupted = speech.interrupted or playout.cut_by_sink()
+        if result.interrupted and result.position < _NOTHING_HEARD:
+            return  # stopped as it started: float dust of the clock, not a word heard
+        if result.interrupted and result.position < playout.audio:
+            # a word counts as heard once more than float dust of it played (a cut
+            # 1e-15 s after a word's start must not record that word)
+            result = dataclasses.replace(result, position=result.position - _NOTHING_HEARD)
         text = playout.heard(result).rstrip()
         if text and (result.position > 0 or not result.interrupted):
             self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))
