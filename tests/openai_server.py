@@ -31,6 +31,8 @@ import json
 import math
 import socket
 import struct
+import sys
+import time
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -90,6 +92,7 @@ class ResponseLog:
     events: int = 0
     finished: bool = False
     client_closed_at: float | None = None
+    closed_perf: float | None = None  # the same moment on time.perf_counter() (system-wide monotonic)
 
 
 class _Disconnected(Exception):
@@ -211,6 +214,10 @@ class OpenAIServer:
             t = answer or Transcribe("hello")
             await trio.sleep(t.delay)
             await self._json(conn, stream, 200, {"text": t.text})
+        elif path.endswith("/_log"):  # for a benchmark in another process
+            await self._json(conn, stream, 200, [
+                {"path": r.path, "events": r.events, "finished": r.finished, "closed_perf": r.closed_perf}
+                for r in self.responses])
         else:
             await self._json(conn, stream, 404, {"error": {"message": f"no route {path}"}})
 
@@ -231,6 +238,7 @@ class OpenAIServer:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
                 if not data:  # the client closed its end (no request can come mid-response)
+                    log.closed_perf = time.perf_counter()
                     log.client_closed_at = trio.current_time()
                     disconnected = True
                     self._touch()
@@ -274,9 +282,11 @@ class OpenAIServer:
     # -- chat completions -------------------------------------------------------------------
     @staticmethod
     def _default_chat(body: Any) -> Chat:
+        """Echo the user; ``x_repeat`` and ``x_delay`` in the body make a long, paced reply."""
         users = [m for m in body["messages"] if m["role"] == "user"]
         said = users[-1]["content"] if users else "nothing"
-        return Chat(text=f"You said: {said}.")
+        text = f"You said: {said}. " * int(body.get("x_repeat", 1))
+        return Chat(text=text.rstrip(), piece=8, delay=float(body.get("x_delay", 0.0)))
 
     async def _chat_events(self, body: Any, chat: Chat) -> AsyncIterator[bytes]:
         model = body.get("model", "test")
@@ -336,3 +346,15 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, Any]:
         else:
             fields[name] = value.decode()
     return fields
+
+
+async def _main(port: int, write_size: int) -> None:
+    server = OpenAIServer(write_size=write_size, port=port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        print(server.port, flush=True)  # the parent reads the port from the first line
+
+
+if __name__ == "__main__":  # python tests/openai_server.py [port] [write_size]
+    trio.run(_main, int(sys.argv[1]) if len(sys.argv) > 1 else 0,
+             int(sys.argv[2]) if len(sys.argv) > 2 else 1 << 16)
