@@ -517,7 +517,7 @@ def test_provisional_pause_resumes_at_once_after_a_short_noise() -> None:
     assert effects(r.start_of_speech(1.0)) == [PauseAudio(S, provisional=True)]
     assert r.agent_state == "listening"
     out = r.end_of_speech(1.2)
-    assert effects(out) == [ResumeAudio(S, false_interruption=False)]
+    assert effects(out) == [ResumeAudio(S, false_interruption=True, provisional=True)]
     assert r.next_deadline() == pytest.approx(1.7)  # only the endpoint
 
 

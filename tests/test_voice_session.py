@@ -643,3 +643,67 @@ async def test_a_turn_completing_as_the_session_closes_is_written_once(
         written += len(turns)
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert written > 0
+
+
+# -- issue 12: pause at the start of speech ---------------------------------------------------------------
+
+EARLY = tp.TurnOptions(pause_on_speech_start=True)
+
+
+@pytest.mark.parametrize("cough", [0.1, 0.3])
+async def test_a_provisional_pause_resumes_at_once_after_a_cough(
+        autojump_clock: trio.testing.MockClock, cough: float) -> None:
+    async with voice(speech=[(1.0, 1.0 + cough)], turn=EARLY) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        done_at = trio.current_time()
+    assert v.sink.pauses == [(approx(1.0), approx(1.0 + cough))]  # paused at the VAD's start
+    record = v.sink.records[0]
+    assert record.position == approx(AUDIO) and audible(record) == approx(AUDIO) and not record.interrupted
+    assert done_at == approx(AUDIO + cough)
+    assert [(t, e.speech, e.resumed, e.provisional)  # type: ignore[attr-defined]
+            for t, e in v.of(tp.FalseInterruption)] == [(approx(1.0 + cough), speech, True, True)]
+    assert [(m.text, m.interrupted) for m in v.session.history] == [(TWELVE, False)]
+    assert v.states(tp.AgentStateChanged) == [(0.0, "speaking"), (approx(1.0), "listening"),
+                                              (approx(1.0 + cough), "speaking"),
+                                              (approx(AUDIO + cough), "listening")]
+    check_states(v)
+
+
+async def test_a_provisional_pause_that_becomes_a_barge_in_follows_the_barge_in_rules(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)], turn=EARLY) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+    # paused at 1.0, not resumed at the end of speech (2.0): it counted at 1.5, so it
+    # resumes after false_interruption_timeout, as an ordinary false interruption
+    assert v.sink.pauses == [(approx(1.0), approx(4.0))]
+    assert v.sink.records[0].position == approx(AUDIO)
+    assert [(t, e.provisional) for t, e in v.of(tp.FalseInterruption)] == [  # type: ignore[attr-defined]
+        (approx(4.0), False)]
+    assert [(m.text, m.interrupted) for m in v.session.history] == [(TWELVE, False)]
+
+
+async def test_words_after_a_provisional_pause_cut_the_text_where_it_paused(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.8, "stop")], turn=EARLY,
+                     replies=[LLMReply("Okay.")]) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        assert trio.current_time() == approx(1.8)
+        await trio.sleep(2.0)
+    assert speech.interrupt_source == "user_turn" and v.sink.records[0].position == approx(1.0)
+    assert [(m.role, m.text, m.interrupted) for m in v.session.history] == [
+        ("assistant", heard_words(1.0), True), ("user", "stop", False), ("assistant", "Okay.", False)]
+    assert v.of(tp.FalseInterruption) == []
+
+
+@pytest.mark.parametrize("how", ["protected", "sink cannot pause"])
+async def test_no_provisional_pause_without_a_pausable_interruptible_speech(
+        autojump_clock: trio.testing.MockClock, how: str) -> None:
+    async with voice(speech=[(1.0, 1.3)], turn=EARLY,
+                     sink=tp.RealtimeAudioSink(can_pause=how != "sink cannot pause")) as v:
+        speech = v.session.say(TWELVE, allow_interruptions=how != "protected")
+        await speech
+    assert v.sink.pauses == [] and not speech.interrupted and v.of(tp.FalseInterruption) == []
+    assert [m.text for m in v.session.history] == [TWELVE]

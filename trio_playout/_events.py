@@ -75,10 +75,14 @@ class UserInputTranscribed:
 @dataclass(frozen=True)
 class FalseInterruption:
     """A barge-in paused ``speech`` and no words followed. ``resumed``: its audio went
-    on where it paused; False when the speech could no longer be resumed."""
+    on where it paused; False when the speech could no longer be resumed.
+    ``provisional``: the pause was taken at the start of the user's speech
+    (``TurnOptions.pause_on_speech_start``) and the sound ended before it counted as
+    a barge-in (a cough, a click), so the audio resumed at once."""
 
     speech: SpeechHandle
     resumed: bool
+    provisional: bool = False
 
 
 @dataclass(frozen=True)

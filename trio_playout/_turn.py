@@ -78,8 +78,10 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    resume after the timeout, and there are no user turns.
 10. **Provisional pause** (``pause_on_speech_start``): a start of speech pauses a
    pausable, interruptible playing speech at once. It becomes a real barge-in when
-   rule 2 holds; if the speech ends before that, the audio resumes at once, with no
-   false-interruption event; words that confirm it (rule 3) interrupt it.
+   rule 2 holds; if the speech ends before that, the audio resumes at once
+   (``ResumeAudio(false_interruption=True, provisional=True)``: one
+   ``FalseInterruption`` with ``provisional=True``); words that confirm it (rule 3)
+   interrupt it.
 """
 
 from __future__ import annotations
@@ -197,10 +199,12 @@ class PauseAudio:
 
 @dataclass(frozen=True)
 class ResumeAudio:
-    """Resume a paused speech; ``false_interruption``: emit ``FalseInterruption``."""
+    """Resume a paused speech; ``false_interruption``: emit ``FalseInterruption``
+    (``provisional``: the pause was a provisional one that the speech never confirmed)."""
 
     speech: Hashable
     false_interruption: bool
+    provisional: bool = False
 
 
 @dataclass(frozen=True)
@@ -453,7 +457,7 @@ class TurnRules:
             if self._provisional:
                 speech = self._paused
                 self._clear_pause()
-                out.append(ResumeAudio(speech, false_interruption=False))
+                out.append(ResumeAudio(speech, false_interruption=True, provisional=True))
             else:
                 timeout = self.options.false_interruption_timeout
                 assert timeout is not None  # pausing needs one

@@ -445,7 +445,7 @@ class VoiceDriver:
             resumed = host.resume_audio(action.speech)
             if action.false_interruption:
                 speech: Any = action.speech  # a SpeechHandle in Session
-                host.publish(FalseInterruption(speech, resumed))
+                host.publish(FalseInterruption(speech, resumed, provisional=action.provisional))
             self._resync(action.speech)
         elif isinstance(action, ReleasePause):
             host.release_pause(action.speech)
