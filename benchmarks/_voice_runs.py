@@ -78,16 +78,48 @@ async def run_pause(n: int, warmup: int, progress: Progress, *, on_start: bool =
     apart; the rules pause at the decision and resume ``false_interruption_timeout``
     after the end of speech.
     """
+    res = _pause_result(on_start)
+    await _pause_conversation(res, n, warmup, on_start, random.Random(1), progress)
+    return res
+
+
+async def run_pause_many(n: int, warmup: int, progress: Progress, *, sessions: int = 16) -> RunResult:
+    """(a) with ``sessions`` conversations in one trio run (a server's process), each
+    cycling on its own, microphones out of phase: N samples in all."""
+    res = _pause_result(False)
+    res.params["sessions"] = sessions
+    per = -(-n // sessions)
+    done = [0]
+    total = sessions * (per + warmup)
+
+    def one_more(_i: int, _t: int) -> None:
+        done[0] += 1
+        progress(done[0], total)
+
+    async def conversation(k: int) -> None:
+        await trio.sleep(k * FRAME_S / sessions)
+        await _pause_conversation(res, per, warmup, False, random.Random(100 + k), one_more)
+
+    async with trio.open_nursery() as nursery:
+        for k in range(sessions):
+            nursery.start_soon(conversation, k)
+    return res
+
+
+def _pause_result(on_start: bool) -> RunResult:
+    return RunResult(params={"min_interruption_duration": MIN_INTERRUPTION_S,
+                             "false_interruption_timeout": FALSE_TIMEOUT_S, "pause_on_speech_start": on_start,
+                             "decision": "START_OF_SPEECH" if on_start else
+                             "first INFERENCE with speech_duration >= min_interruption_duration"})
+
+
+async def _pause_conversation(res: RunResult, n: int, warmup: int, on_start: bool, rng: random.Random,
+                              progress: Progress) -> None:
     mic = StampedMic()
     vad = DrivenVAD(mic, MIN_INTERRUPTION_S)
     sink = ProbeSink()
     turn = tp.TurnOptions(min_interruption_duration=MIN_INTERRUPTION_S,
                           false_interruption_timeout=FALSE_TIMEOUT_S, pause_on_speech_start=on_start)
-    res = RunResult(params={"min_interruption_duration": MIN_INTERRUPTION_S,
-                            "false_interruption_timeout": FALSE_TIMEOUT_S, "pause_on_speech_start": on_start,
-                            "decision": "START_OF_SPEECH" if on_start else
-                            "first INFERENCE with speech_duration >= min_interruption_duration"})
-    rng = random.Random(1)
     timeout_ns = round(FALSE_TIMEOUT_S * 1e9)
     async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(frame_duration=FRAME_S), output=sink,
                                audio_input=mic, vad=vad, turn=turn) as session:
@@ -117,7 +149,6 @@ async def run_pause(n: int, warmup: int, progress: Progress, *, on_start: bool =
                 res.add("resume_late", resumes[0] - (end.ns + timeout_ns))
             progress(i + 1, warmup + n)
             await trio.sleep(rng.uniform(0.0, 0.04))
-    return res
 
 
 async def run_interrupt(n: int, warmup: int, progress: Progress) -> RunResult:
@@ -168,8 +199,9 @@ async def run_floor(n: int, warmup: int, progress: Progress) -> RunResult:
     loop that only stamps (no session, no fan-out queue)."""
     mic = StampedMic()
     vad = DrivenVAD(mic, MIN_INTERRUPTION_S)
-    res = RunResult(params={"what": "yield -> the consuming loop, no session; and a fixed piece of "
-                                    "Python timed right after an idle sleep and again at once"})
+    res = RunResult(params={"what": "yield -> the consuming loop, no session; a bare trio "
+                                    "deadline's lateness; a fixed piece of Python timed right after an "
+                                    "idle sleep and again at once"})
     rng = random.Random(3)
     samples = 0
 
@@ -192,7 +224,11 @@ async def run_floor(n: int, warmup: int, progress: Progress) -> RunResult:
         cycle = 0
         while True:
             vad.plan.extend([(E.START_OF_SPEECH,), (E.INFERENCE,), (E.END_OF_SPEECH,)])
-            await trio.sleep(3 * FRAME_S + rng.uniform(0.0, 0.04))
+            # A bare trio deadline, as the false-interruption timer is one: its lateness.
+            delay = 3 * FRAME_S + rng.uniform(0.0, 0.04)
+            target_ns = now_ns() + round(delay * 1e9)
+            await trio.sleep_until(trio.current_time() + delay)
+            late = now_ns() - target_ns
             # Calibration: the same fixed work right after an idle sleep, then again at once.
             t = now_ns()
             _fixed_work()
@@ -204,6 +240,7 @@ async def run_floor(n: int, warmup: int, progress: Progress) -> RunResult:
             if cycle > warmup:
                 res.add("fixed_work_after_idle", cold)
                 res.add("fixed_work_hot", hot)
+                res.add("timer_late", late)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drive)

@@ -18,6 +18,9 @@ Configurations (the letters of the task):
   share of it).
 - ``pause-start`` (a'): the same with ``pause_on_speech_start=True``: the decision
   is the ``START_OF_SPEECH``.
+- ``pause-x16``: (a) with 16 conversations in one trio run, as a server process
+  holds them, their microphones out of phase: the loop is busier (warmer caches) and
+  a decision may wait behind another conversation's work.
 - ``interrupt`` (b): a sink that cannot pause (``can_pause=False``, a clear
   confirmed at once): the decision -> the clear confirmed, and -> the
   ``wait_for_playout()`` of the interrupted speech returned in the waiting task.
@@ -77,6 +80,7 @@ class Spec:
 SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("pause", "(a) pausable sink, default rules", 1000, 20, 50),
     Spec("pause-start", "(a') pausable sink, pause_on_speech_start=True", 1000, 20, 50),
+    Spec("pause-x16", "(a) with 16 conversations in one process (warm-up per conversation)", 1000, 32, 5),
     Spec("interrupt", "(b) sink that cannot pause: interrupt", 1000, 20, 50),
     Spec("floor", "floor: the instruments without a session", 1000, 20, 50),
     Spec("silero", "(d) real Silero VAD on espeak-ng speech", 60, 2, 2),
@@ -86,11 +90,14 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
 ROWS: list[tuple[str, str, str, bool]] = [
     ("pause", "decision_to_pause", "(a) VAD decision -> sink paused", True),
     ("pause-start", "decision_to_pause", "(a') START_OF_SPEECH -> sink paused (pause_on_speech_start)", True),
+    ("pause-x16", "decision_to_pause", "(a) same, 16 conversations in one process", True),
     ("interrupt", "decision_to_clear", "(b) VAD decision -> clear confirmed (cannot pause)", True),
     ("interrupt", "decision_to_playout_done", "(b) VAD decision -> wait_for_playout() returned", True),
     ("pause", "resume_late", "(c) end of speech + timeout -> resume(): lateness", False),
     ("pause-start", "resume_late", "(c') same, pause_on_speech_start=True", False),
+    ("floor", "timer_late", "floor: a bare trio.sleep_until() deadline: lateness", False),
     ("pause", "frame_to_decision", "mic frame -> VAD decision, in a session (a)", False),
+    ("pause-x16", "frame_to_decision", "mic frame -> VAD decision, 16 conversations", False),
     ("interrupt", "frame_to_decision", "mic frame -> VAD decision, in a session (b)", False),
     ("floor", "frame_to_decision", "floor: mic frame -> VAD decision, no session", False),
     ("floor", "yield_to_consumer", "floor: VAD yield -> consumer (stamp cost)", False),
@@ -110,6 +117,7 @@ def _runner(name: str) -> Callable[[int, int, Callable[[int, int], None]], Await
     table: dict[str, Callable[[int, int, Callable[[int, int], None]], Awaitable[object]]] = {
         "pause": runs.run_pause,
         "pause-start": partial(runs.run_pause, on_start=True),
+        "pause-x16": runs.run_pause_many,
         "interrupt": runs.run_interrupt,
         "floor": runs.run_floor,
         "silero": partial(runs.run_silero, phrase=SILERO_PHRASE),
