@@ -205,6 +205,18 @@ def test_barge_in_needs_min_words_in_the_current_utterance() -> None:
     assert effects(r.transcript(1.8, "wait a", final=False)) == [PauseAudio(S)]
 
 
+def test_final_words_that_barge_in_also_confirm_it_at_once() -> None:
+    # The final that brings the utterance to min_interruption_words pauses the speech and,
+    # being final words, confirms the pause in the same step. It used to stay paused (the
+    # agent silent, not interrupted) until the turn completed at the endpoint.
+    r = playing_rules(TurnOptions(min_interruption_words=2))
+    out = r.start_of_speech(1.0) + r.inference(1.6, 0.6) + r.transcript(1.65, "wait", final=True)
+    assert effects(out) == []
+    out = r.transcript(1.7, "stop", final=True)
+    assert effects(out) == [PauseAudio(S), InterruptSpeech(S, "user_turn"), ReleasePause(S)]
+    assert r.paused_speech is None
+
+
 # -- 2./3. confirmed or false ----------------------------------------------------------------
 def test_paused_then_words_interrupts_with_user_turn_then_one_turn() -> None:
     r = playing_rules()

@@ -176,15 +176,17 @@ async def test_barge_in_interrupts_when_pausing_is_off(autojump_clock: trio.test
 
 # -- 2. confirmed by words ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("clear_delay", [0.0, 0.15])
 async def test_words_after_the_pause_interrupt_at_the_paused_position(
-        autojump_clock: trio.testing.MockClock) -> None:
+        autojump_clock: trio.testing.MockClock, clear_delay: float) -> None:
+    """Also with an avatar-like sink (a clear takes 150 ms): paused audio never plays again."""
     async with voice(speech=[(1.0, 2.0)], transcripts=[(1.6, "please", False), (1.8, "please stop", True)],
-                     replies=[LLMReply("Okay.")]) as v:
+                     replies=[LLMReply("Okay.")], sink=tp.RealtimeAudioSink(clear_delay)) as v:
         speech = v.session.say(TWELVE)
         await trio.sleep(1.7)
         assert v.sink.pauses == [(approx(1.5), None)] and not speech.interrupted  # an interim is not words
         await speech
-        assert trio.current_time() == approx(1.8)
+        assert trio.current_time() == approx(1.8 + clear_delay)
         assert speech.interrupted and speech.interrupt_source == "user_turn"
         await trio.sleep(3.0)
     first = v.sink.records[0]
@@ -340,9 +342,11 @@ async def test_enough_words_in_one_utterance_barge_in(autojump_clock: trio.testi
                      replies=[LLMReply("Sure.")]) as v:
         speech = v.session.say(TWELVE)
         await speech
+        done_at = trio.current_time()
         await trio.sleep(2.0)
     # 0.5 s of speech at 1.5 had one word: no barge-in; the second word at 1.7 pauses it,
-    # and being final words, confirms it: interrupted at that position
+    # and being final words, confirms it at once: interrupted at that position
+    assert done_at == approx(1.7)
     assert speech.interrupt_source == "user_turn"
     assert v.sink.records[0].position == approx(1.7)
     assert [(m.role, m.text) for m in v.session.history] == [

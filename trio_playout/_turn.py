@@ -371,10 +371,10 @@ class TurnRules:
                 self._utt_final_words += words
         else:
             self._utt_interim = text
-        if (final and self._paused is not None
+        self._check_barge_in(out)  # these words may barge in (pause) ...
+        if (final and self._paused is not None  # ... and, being final, confirm it at once
                 and self._utt_final_words >= max(1, self.options.min_interruption_words)):
             self._interrupt_paused(out)
-        self._check_barge_in(out)
         if not self.has_vad and final and self._speaking:
             self._end_speech(now, out)
         elif final and words and not self._speaking and self._endpoint_at is None:
