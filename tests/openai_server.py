@@ -83,6 +83,7 @@ class Recorded:
     path: str
     body: Any  # parsed JSON, or for transcriptions a dict of form fields and the WAV facts
     at: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,7 +194,7 @@ class OpenAIServer:
             parsed: Any = _parse_form(headers.get("content-type", ""), body)
         else:
             parsed = json.loads(body) if body else None
-        self.requests.append(Recorded(path, parsed, trio.current_time()))
+        self.requests.append(Recorded(path, parsed, trio.current_time(), headers))
         self._touch()
         plan = self.plans.get(path)
         answer = plan.popleft() if plan else None

@@ -274,3 +274,40 @@ def test_stt_cuts_one_utterance_with_pre_roll() -> None:
     assert len(cuts) == 1  # espeak's pauses between words are shorter than end_silence
     total = sum(f.duration for f in cuts[0])
     assert question.duration * 0.8 < total < question.duration + 1.0
+
+
+# -- configuration and the retry policy -------------------------------------------------------------
+
+async def test_base_url_and_key_from_the_environment(server: OpenAIServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    server.plan(CHAT, Chat(text="From the environment."))
+    async with OpenAILLM("m") as llm:
+        chunks = [c async for c in llm.stream(tp.LLMRequest([tp.ChatMessage("user", "hi")], []))]
+    assert "".join(c.text for c in chunks if isinstance(c, tp.TextDelta)) == "From the environment."
+    assert server.requests[0].headers["authorization"] == "Bearer sk-from-env"
+
+
+def test_no_key_and_no_base_url_is_an_options_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(tp.VoiceOptionsError, match="OPENAI_API_KEY"):
+        OpenAILLM("m")
+    # A local server needs no key: base_url alone is enough.
+    OpenAITTS("t", "v", base_url="http://127.0.0.1:9/v1")
+
+
+def test_retry_policy_and_retry_after() -> None:
+    from trio_playout._openai_common import RetryPolicy, _retry_after
+
+    policy = RetryPolicy(max_retries=2, backoff=0.5, max_retry_after=10.0)
+    limited = tp.ProviderRateLimitError("429", retry_after=3.0)
+    assert policy.delay(0, limited) == 3.0 and policy.delay(2, limited) is None
+    assert policy.delay(0, tp.ProviderRateLimitError("429", retry_after=30.0)) is None  # beyond the cap
+    assert 0.375 <= (policy.delay(1, tp.ProviderConnectionError("x")) or 0) <= 1.25
+    assert policy.delay(0, tp.ProviderResponseError("400", status_code=400)) is None
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # in the past
+    assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
