@@ -711,3 +711,51 @@ async def test_no_provisional_pause_without_a_pausable_interruptible_speech(
         await speech
     assert v.sink.pauses == [] and not speech.interrupted and v.of(tp.FalseInterruption) == []
     assert [m.text for m in v.session.history] == [TWELVE]
+
+
+# -- more timings -----------------------------------------------------------------------------------------
+
+async def test_a_speech_that_starts_while_the_user_talks_is_paused_before_its_first_word(
+        autojump_clock: trio.testing.MockClock) -> None:
+    async with voice(speech=[(1.0, 3.0)]) as v:
+        await trio.sleep(2.0)
+        speech = v.session.say(TWELVE)
+        await speech
+        done_at = trio.current_time()
+    # the barge-in is already under way at its first frame: nothing is heard until the
+    # false interruption ends (3.0 + 2.0), then all of it
+    assert v.sink.pauses == [(approx(2.0), approx(5.0))]
+    record = v.sink.records[0]
+    assert record.started_at == approx(5.0) and record.position == approx(AUDIO)
+    assert done_at == approx(5.0 + AUDIO)
+    assert v.states(tp.AgentStateChanged) == [(approx(5.0), "speaking"), (approx(9.0), "listening")]
+    assert [(m.text, m.interrupted) for m in v.session.history] == [(TWELVE, False)]
+
+
+@pytest.mark.parametrize("user", [(3.0, 4.0), (3.7, 4.7), (4.2, 5.0)])
+async def test_a_false_interruption_around_a_tool_step_leaves_history_as_without_it(
+        autojump_clock: trio.testing.MockClock, user: tuple[float, float]) -> None:
+    """A reply (4 s of audio and a quick tool) then its tool reply (1 s): a false
+    interruption in the first step, across the step change, or in the second."""
+    @tp.function_tool
+    async def lookup(ctx: tp.RunContext) -> str:
+        """Look it up."""
+        await trio.sleep(0.1)
+        return "found"
+
+    replies = [LLMReply(TWELVE, [ToolCall("lookup", {}, call_id="c1")]), LLMReply("It is found.")]
+    async with voice(speech=[user], tools=[lookup], replies=replies) as v:
+        speech = v.session.generate_reply(user_input="find it")
+        await speech
+        done_at = trio.current_time()
+    async with voice(tools=[lookup], replies=replies) as quiet:
+        quiet_start = trio.current_time()
+        await quiet.session.generate_reply(user_input="find it")
+        quiet_done = trio.current_time() - quiet_start
+    assert list(v.session.history) == list(quiet.session.history)
+    assert len(v.sink.pauses) == 1 and v.sink.pauses[0][1] == approx(user[1] + 2.0)
+    paused = v.sink.pauses[0][1] - v.sink.pauses[0][0]  # type: ignore[operator]
+    assert done_at == approx(quiet_done + paused)
+    assert sum(r.position or 0.0 for r in v.sink.records) == approx(AUDIO + 1.0)
+    assert [(t, e.resumed) for t, e in v.of(tp.FalseInterruption)] == [  # type: ignore[attr-defined]
+        (approx(user[1] + 2.0), True)]
