@@ -33,7 +33,15 @@ from hypothesis import event as note_event
 from hypothesis import strategies as st
 
 import trio_playout as tp
-from trio_playout.testing import FakeTTS, LLMReply, ScriptedLLM, ScriptedSTT, ScriptedVAD, SilentInput
+from trio_playout.testing import (
+    FakeTTS,
+    LLMReply,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedVAD,
+    SilentInput,
+    ToolCall,
+)
 
 EPS = 1e-6
 
@@ -114,7 +122,23 @@ def words_of(prefix: str, n: int) -> str:
 
 async def run(sc: Scenario) -> list[str]:
     sink = CheckedSink(sc.clear_delay, can_pause=sc.can_pause)
-    replies = [LLMReply(words_of(f"r{i}", 1 + i % 4), ttft=0.1 * (i % 3)) for i in range(40)]
+    # every third reply calls a tool (0-1.5 s of work); its tool reply is the next one
+    replies = [LLMReply(words_of(f"r{i}", 1 + i % 4), ttft=0.1 * (i % 3),
+                        tool_calls=[ToolCall("work", {"seconds": 0.5 * (i % 4)}, call_id=f"c{i}")]
+                        if i % 3 == 1 else ())
+               for i in range(60)]
+    cancels: dict[str, int] = {}
+
+    @tp.function_tool
+    async def work(ctx: tp.RunContext, seconds: float) -> str:
+        """Work for a while."""
+        try:
+            await trio.sleep(seconds)
+            return "done"
+        except trio.Cancelled:
+            call_id = ctx.function_call.call_id
+            cancels[call_id] = cancels.get(call_id, 0) + 1
+            raise
     llm = ScriptedLLM(replies)
     texts: list[str] = []  # what each speech would say, by its first word
     mine: list[tp.SpeechHandle] = []  # speeches the test started
@@ -122,7 +146,7 @@ async def run(sc: Scenario) -> list[str]:
     async with trio.open_nursery() as nursery:
         # the microphone stops after the last scripted event: settling then costs no frames
         mic = SilentInput(duration=sc.end + 0.1)
-        async with tp.open_session(llm=llm, tts=FakeTTS(), output=sink, audio_input=mic,
+        async with tp.open_session(llm=llm, tts=FakeTTS(), output=sink, audio_input=mic, tools=[work],
                                    vad=ScriptedVAD(speech=sc.speech, window=0.02),
                                    stt=ScriptedSTT(sc.transcripts), turn=sc.turn) as session:
             sink.session = session
@@ -166,6 +190,7 @@ async def run(sc: Scenario) -> list[str]:
     labels = [f"pauses: {min(len(sink.pauses), 2)}",
               f"false interruptions: {min(len(of(tp.FalseInterruption)), 2)}",
               f"turns: {min(len(of(tp.UserTurnCompleted)), 2)}"]
+    labels += ["a tool was cancelled"] if cancels else []
     labels += [f"interrupted by {source}"
                for source in sorted({h.interrupt_source or "" for h in handles if h.interrupted})]
 
@@ -180,6 +205,15 @@ async def run(sc: Scenario) -> list[str]:
         assert isinstance(event, tp.FalseInterruption)
         if event.resumed:
             assert any(abs(t - back) < EPS for back in resumed_at), (t, sink.pauses)
+
+    # -- tools: one output per call, cancelled at most once
+    calls = [i.call_id for i in history if isinstance(i, tp.FunctionCall)]
+    results = [i.call_id for i in history if isinstance(i, tp.FunctionCallOutput)]
+    assert sorted(calls) == sorted(results) and len(set(calls)) == len(calls)
+    assert all(n == 1 for n in cancels.values()), cancels
+    outs = [i for i in history if isinstance(i, tp.FunctionCallOutput)]
+    assert set(cancels) <= {i.call_id for i in outs if i.interrupted}
+    assert not any(i.is_error for i in outs), outs
 
     # -- user words: finals received == user messages + pending, in order
     finals = [e.text for _, e in of(tp.UserInputTranscribed) if e.final]  # type: ignore[attr-defined]
