@@ -107,7 +107,11 @@ async def open_session(
     feeds ``vad`` and ``stt`` (each its own copy of the audio, so a slow STT never
     delays the VAD); ``turn`` (:class:`TurnOptions`, livekit's defaults) decides
     barge-in, false interruptions and user turns. Without ``audio_input`` the agent
-    hears nothing and speaks only when told (``say``, ``generate_reply``).
+    hears nothing and speaks only when told (``say``, ``generate_reply``). On leaving,
+    the voice stops first (no pause, resume or turn acts after that); a user turn
+    that was completed but not yet written is written without a reply once the
+    speeches it waited for are done. A VAD or STT stream that will not close holds
+    the exit up to the voice's own close timeout (1 s), in parallel with the above.
     """
     sink_grace = _check_seconds("sink_grace", sink_grace)
     close_timeout = _check_seconds("close_timeout", close_timeout)
