@@ -10,9 +10,10 @@ history may be off by a word or two in a long sentence (the session synthesizes
 sentence by sentence, which bounds the error to one sentence). Use a TTS with real
 word timings (:mod:`trio_playout.espeak`) where the exact cut matters.
 
-Frames are ``frame_duration`` long; the last frame of a text is held back until
-the stream ends, so the words placed at the end ride on it (one frame of delay, only
-when audio arrives faster than it plays, which is the usual case).
+Frames are ``frame_duration`` long; the last whole frame of a text is held back
+until the stream ends and goes out with the odd remainder (so the last frame may be
+up to twice as long), carrying the words placed at the end. That is one frame of
+delay, which costs nothing when audio arrives faster than it plays (the usual case).
 """
 
 from __future__ import annotations
@@ -143,11 +144,14 @@ class OpenAITTS:
                 if not more:
                     break
                 pending += data or b""
-                while len(pending) >= frame_bytes:
+                offset = 0  # cut frames by index: one copy of the chunk, not one per frame
+                while len(pending) - offset >= frame_bytes:
                     if held is not None:
                         yield self._frame(held, clock.due(emitted + len(held) / (2 * SAMPLE_RATE)))
                         emitted += len(held) / (2 * SAMPLE_RATE)
-                    held, pending = pending[:frame_bytes], pending[frame_bytes:]
+                    held = pending[offset:offset + frame_bytes]
+                    offset += frame_bytes
+                pending = pending[offset:]
             tail = pending[: len(pending) - len(pending) % 2]
             last = (held or b"") + tail
             if last:
