@@ -284,8 +284,11 @@ class _WorkerProcess:
             raise SpeechEngineError(f"cannot start the PocketSphinx worker: {exc}") from exc
         owner.running_workers += 1
         pid = self.proc.pid
-        threading.Thread(target=self._write_loop, name=f"sphinx-writer-{pid}", daemon=True).start()
-        threading.Thread(target=self._read_loop, name=f"sphinx-reader-{pid}", daemon=True).start()
+        self._thread_objects = [
+            threading.Thread(target=self._write_loop, name=f"sphinx-writer-{pid}", daemon=True),
+            threading.Thread(target=self._read_loop, name=f"sphinx-reader-{pid}", daemon=True)]
+        for thread in self._thread_objects:
+            thread.start()
 
     def send(self, kind: bytes, payload: bytes) -> None:
         self._outbox.put(_HEADER.pack(kind, len(payload)) + payload)
@@ -300,6 +303,8 @@ class _WorkerProcess:
             self.proc.kill()  # abandons a decode in progress; the worker holds nothing shared
         with trio.CancelScope(shield=True):
             await self.done.wait()
+        for thread in self._thread_objects:
+            thread.join()  # each has posted its last call: only its return is left
         self.results.close()
 
     # -- worker threads (must never raise) ----------------------------------------------------
