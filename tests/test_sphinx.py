@@ -265,7 +265,7 @@ async def test_a_worker_that_dies_raises_speech_engine_error(tts: object) -> Non
     {"endpoint_window": 0.3, "endpoint_ratio": 1.0}, {"endpoint_ratio": 0}, {"endpoint_ratio": True},
     {"endpoint_window": 0.09, "endpoint_ratio": 0.9},  # ps_endpointer: no frame to end on
     {"vad_mode": 4}, {"vad_mode": -1}, {"vad_mode": 1.0}, {"interim_results": "yes"},
-    {"interim_every": -0.1}, {"max_utterance_duration": 0.5}, {"hmm": ""},
+    {"interim_every": -0.1}, {"max_utterance_duration": 0.5}, {"hmm": ""}, {"fwdflat": 1},
 ])
 def test_bad_options_raise_voice_options_error(options: dict[str, object]) -> None:
     with pytest.raises(VoiceOptionsError):

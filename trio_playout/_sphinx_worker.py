@@ -65,7 +65,8 @@ class _Worker:
         pocketsphinx.set_loglevel("FATAL")  # this process only: no INFO lines on the parent's stderr
         self._out = out
         self.decoder = pocketsphinx.Decoder(hmm=config["hmm"], lm=config["lm"], dict=config["dict"],
-                                            samprate=_RATE, loglevel="FATAL")
+                                            samprate=_RATE, fwdflat=bool(config["fwdflat"]),
+                                            loglevel="FATAL")
         self.endpointer = pocketsphinx.Endpointer(window=config["window"], ratio=config["ratio"],
                                                   vad_mode=config["vad_mode"], sample_rate=_RATE)
         self.frame_bytes: int = self.endpointer.frame_bytes
