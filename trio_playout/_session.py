@@ -85,6 +85,13 @@ logger = logging.getLogger("trio_playout.session")
 _NOTHING_HEARD = 1e-6
 
 
+def _sole(exc: BaseException) -> BaseException:
+    """The one error inside nested single-member groups (a nursery wraps what it raises)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 
 class InterruptResult:
     """The speeches a :meth:`Session.interrupt` call interrupted.
@@ -406,6 +413,7 @@ class Session:
                 raise cancelled from None
 
     def _record_error(self, speech: SpeechHandle, exc: BaseException) -> None:
+        exc = _sole(exc)
         if speech._error is None:
             speech._error = exc
         logger.error("%s failed: %r", speech.id, exc, exc_info=exc)
@@ -472,7 +480,8 @@ class Session:
                 sentences, buffered = _split_sentences(buffered + piece, max(0, len(buffered) - 1))
                 for sentence in sentences:
                     await self._speak(speech, sentence, playout)
-            if buffered:
+            # After an LLM error the tail is a cut-off fragment: never speak it.
+            if buffered and speech._error is None:
                 await self._speak(speech, buffered, playout)
 
     async def _speak(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
