@@ -121,11 +121,29 @@ async def test_speech_starts_and_ends_near_the_audio(
     inferences = [e for _, e in events if e.type is T.INFERENCE]
     assert [round(e.timestamp, 6) for e in inferences] == [
         round((k + 1) * 0.032, 6) for k in range(len(inferences))]
+    # In speech, speech_duration is the voiced time (windows over the deactivation
+    # threshold since the start) and silence_duration the run of windows under it.
+    voiced = silence = 0.0
     for e in inferences:
         in_speech = start.timestamp <= e.timestamp < end.timestamp
-        assert (e.speech_duration > 0) == in_speech
-        assert (e.silence_duration > 0) == (not in_speech)
         assert 0.0 <= e.probability <= 1.0
+        if not in_speech:
+            assert e.speech_duration == 0.0 and e.silence_duration > 0
+            continue
+        if e.timestamp == start.timestamp:
+            voiced, silence = start.speech_duration, 0.0
+        elif e.probability > vad.deactivation_threshold:
+            voiced, silence = voiced + 0.032, 0.0
+        else:
+            silence += 0.032
+        assert e.speech_duration == pytest.approx(voiced)
+        assert e.silence_duration == pytest.approx(silence)
+        assert silence < vad.min_silence_duration
+    # END carries the voiced time: less than start to end, by at least the trailing silence.
+    assert end.speech_duration == pytest.approx(voiced)
+    assert start.speech_duration < end.speech_duration <= (
+        end.timestamp - start.timestamp + start.speech_duration - end.silence_duration + 1e-6)
+    assert end.speech_duration >= 0.6 * (offset - onset)  # measured 0.74-0.95 of the span (pauses at commas)
 
 
 async def test_frame_size_does_not_change_the_result(
@@ -206,14 +224,40 @@ def test_detector_rules() -> None:
         return [(e.type, round(e.timestamp, 3)) for p in ps for e in d.update(p) if e.type is not T.INFERENCE]
 
     assert feed(0.9, 0.1) == []  # one window is a click
+    assert d.silence_duration == pytest.approx(0.064)  # a click does not reset the silence
     assert feed(0.6, 0.7) == [(T.START_OF_SPEECH, 0.128)]
+    assert (d.speech_duration, d.silence_duration) == (pytest.approx(0.064), 0.0)
     assert feed(0.4, 0.36, 0.4) == []  # between the thresholds: still speech
     assert d.speaking and d.speech_duration == pytest.approx(0.064 + 3 * 0.032)
-    assert feed(0.2, 0.2, 0.6, 0.2, 0.2) == []  # a short dip does not end it
+    assert feed(0.2, 0.2) == []  # a dip: silence counts, the voiced time does not grow
+    assert (d.speech_duration, d.silence_duration) == (pytest.approx(0.16), pytest.approx(0.064))
+    assert feed(0.6) == [] and (d.speech_duration, d.silence_duration) == (pytest.approx(0.192), 0.0)
+    assert feed(0.2, 0.2) == []  # a short dip does not end it
     assert feed(0.2) == []  # 3 windows: 0.096 s < min_silence_duration
-    assert feed(0.2) == [(T.END_OF_SPEECH, 0.448)]  # 4 windows: 0.128 s below 0.35
+    events = d.update(0.2)  # 4 windows: 0.128 s below 0.35
+    assert [(e.type, round(e.timestamp, 3)) for e in events] == [
+        (T.END_OF_SPEECH, 0.448), (T.INFERENCE, 0.448)]
+    end, after = events
+    # END carries the voiced time (2 + 3 + 1 windows), never the 6 silent windows of the speech
+    assert (end.speech_duration, end.silence_duration) == (pytest.approx(0.192), pytest.approx(0.128))
+    assert (after.speech_duration, after.silence_duration) == (0.0, pytest.approx(0.128))
     assert not d.speaking and d.silence_duration == pytest.approx(0.128)
     assert feed(0.49, 0.49, 0.49) == []  # never reaches the activation threshold
+    assert d.silence_duration == pytest.approx(0.224) and d.speech_duration == 0.0
+
+
+def test_a_short_sound_reports_its_voiced_length_only() -> None:
+    """A 0.35 s sound then silence: speech_duration stays at 0.35 through the 0.55 s of
+    silence before the end (livekit's plugin would report 0.9 s by then)."""
+    d = SpeechDetector(0.032)
+    events = [e for p in [0.0] * 5 + [0.95] * 11 + [0.05] * 30 for e in d.update(p)]
+    inferences = [e for e in events if e.type is T.INFERENCE]
+    assert max(e.speech_duration for e in inferences) == pytest.approx(11 * 0.032)
+    end = next(e for e in events if e.type is T.END_OF_SPEECH)
+    assert end.speech_duration == pytest.approx(11 * 0.032)
+    assert end.silence_duration == pytest.approx(18 * 0.032)  # min_silence_duration 0.55 -> 18 windows
+    in_silence = [e for e in inferences if 16 * 0.032 + 1e-9 < e.timestamp < end.timestamp - 1e-9]
+    assert [round(e.silence_duration / 0.032) for e in in_silence] == list(range(1, 18))
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -33,9 +33,9 @@ class VADEventType(enum.Enum):
     START_OF_SPEECH = "start_of_speech"
     """Speech began (after the VAD's own ``min_speech_duration``)."""
     INFERENCE = "inference"
-    """One analysis window: ``speech_duration`` and ``silence_duration`` so far."""
+    """One analysis window: the voiced ``speech_duration`` and the ``silence_duration`` so far."""
     END_OF_SPEECH = "end_of_speech"
-    """Speech ended (after the VAD's own ``min_silence_duration``)."""
+    """Speech ended (after the VAD's own ``min_silence_duration``); carries its voiced duration."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,15 @@ class VADEvent:
     """One event of a :class:`VAD` stream.
 
     ``timestamp`` is the audio time of the event in seconds since the stream started.
-    ``speech_duration`` is how long the current speech has lasted (0 outside speech);
-    ``silence_duration`` how long the current silence has lasted (0 inside speech).
+    ``speech_duration`` is the *voiced* time of the current speech so far: the audio
+    the VAD judged to be speech since the start of speech, not the silence inside or
+    after it (0 outside speech; ``END_OF_SPEECH`` carries the voiced time of the
+    speech that ended). The turn rules compare it with ``min_interruption_duration``,
+    so a VAD that also counts its trailing silence (as livekit's Silero plugin does)
+    makes a short "hmm" barge in.
+    ``silence_duration`` is how long the audio has been silent since the last voiced
+    audio: 0 while the user's voice is heard, growing through a pause inside a speech
+    (before the VAD's ``min_silence_duration`` ends it) and after the end of speech.
     ``probability`` is the model's speech probability for the last window (1.0 or 0.0
     for a VAD without one).
     """

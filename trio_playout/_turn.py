@@ -9,8 +9,9 @@ executes the returned actions in order. It also calls :meth:`TurnRules.tick` at
 :meth:`TurnRules.next_deadline`. Speeches are opaque hashable keys; the driver
 reports what it knows about one with :class:`SpeechFacts`.
 
-Inputs: the VAD's start of speech, inference (with the current ``speech_duration``)
-and end of speech; the STT's interim and final transcripts; timer expiry; facts
+Inputs: the VAD's start of speech, inference (with the current voiced
+``speech_duration`` and the ``silence_duration`` since the user's voice was last
+heard) and end of speech; the STT's interim and final transcripts; timer expiry; facts
 about the agent's speeches; and the commit of a completed turn.
 
 The rules, with livekit's option names (:class:`TurnOptions`):
@@ -23,6 +24,7 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    never counted across utterances or across the agent's turn.
 2. **Barge-in.** While a speech's audio is playing (its first frame went out) and it
    is interruptible, user speech with ``speech_duration >= min_interruption_duration``
+   (voiced time: a short sound followed by silence never gets there)
    and, when ``min_interruption_words > 0``, at least that many words in the current
    utterance, takes effect at once: the speech is paused (:class:`PauseAudio`) if its
    sink can pause and pausing is on (``resume_false_interruption`` and a
@@ -77,19 +79,43 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    ``min_interruption_words > 0`` then never barges in), a pause always ends in a
    resume after the timeout, and there are no user turns.
 10. **Provisional pause** (``pause_on_speech_start``): a start of speech pauses a
-   pausable, interruptible playing speech at once. It becomes a real barge-in when
-   rule 2 holds; if the speech ends before that, the audio resumes at once
-   (``ResumeAudio(false_interruption=True, provisional=True)``: one
-   ``FalseInterruption`` with ``provisional=True``); words that confirm it (rule 3)
-   interrupt it.
+   pausable, interruptible playing speech at once, and so does every voiced window
+   (``silence_duration`` 0) while the user speaks and nothing is paused. It becomes a
+   real barge-in when rule 2 holds; if the voice stops before that, for
+   ``provisional_resume_silence`` by the VAD's ``silence_duration`` or by an end of
+   speech, the audio resumes at once (``ResumeAudio(false_interruption=True,
+   provisional=True)``: one ``FalseInterruption`` with ``provisional=True``), and
+   pauses again if the voice comes back; words that confirm it (rule 3) interrupt it.
+
+Module layout: the options, facts and actions are in :mod:`trio_playout._turn_types`,
+the pause rules (2-5, 10) in :mod:`trio_playout._turn_pause` (:class:`PauseRules`,
+the base of :class:`TurnRules`); this module keeps the user's utterances, turns,
+endpointing and states (1, 6-9) and re-exports the rest.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import Literal
+
+from ._turn_pause import PauseRules
+from ._turn_types import (
+    Action,
+    AgentState,
+    AgentStateChange,
+    CompleteUserTurn,
+    InterruptSpeech,
+    PauseAudio,
+    ReleasePause,
+    ResumeAudio,
+    SpeechFacts,
+    TranscriptReceived,
+    TurnOptions,
+    UserState,
+    UserStateChange,
+    agent_state,
+    count_words,
+)
 
 __all__ = [
     "Action",
@@ -98,6 +124,7 @@ __all__ = [
     "CompleteUserTurn",
     "InterruptSpeech",
     "PauseAudio",
+    "PauseRules",
     "ReleasePause",
     "ResumeAudio",
     "SpeechFacts",
@@ -110,162 +137,8 @@ __all__ = [
     "count_words",
 ]
 
-UserState = Literal["listening", "speaking"]
-AgentState = Literal["idle", "listening", "thinking", "speaking"]
-InterruptSource = Literal["audio_activity", "user_turn"]
 
-
-def _seconds(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        kind = "a number of seconds or None" if allow_none else "a number of seconds"
-        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
-    if not (0 <= value < math.inf):
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-
-
-@dataclass(frozen=True)
-class TurnOptions:
-    """How the user's voice interrupts the agent and ends a turn (livekit's names).
-
-    ``min_interruption_duration``: seconds of user speech (by the VAD) that barge in.
-    ``min_interruption_words``: words of the current utterance also needed (0: none);
-    fewer words while the agent speaks are a backchannel, kept for the next turn.
-    ``false_interruption_timeout``: seconds of silence after the user's speech with no
-    words before a paused speech resumes. ``None`` disables pausing, as in livekit:
-    a barge-in then interrupts the speech at once (source ``"audio_activity"``) and
-    nothing is ever resumed.
-    ``resume_false_interruption``: pause (and later resume) instead of interrupting,
-    when the sink can pause. False: a barge-in interrupts.
-    ``min_endpointing_delay``: seconds of silence after the user's speech that end
-    the user's turn.
-    ``auto_reply``: schedule one reply per completed turn; False only records the
-    user's message (call ``generate_reply`` yourself).
-    ``pause_on_speech_start``: pause at the VAD's start of speech already, and resume
-    at once if the speech ends before it counts as a barge-in.
-    """
-
-    min_interruption_duration: float = 0.5
-    min_interruption_words: int = 0
-    false_interruption_timeout: float | None = 2.0
-    resume_false_interruption: bool = True
-    min_endpointing_delay: float = 0.5
-    auto_reply: bool = True
-    pause_on_speech_start: bool = False
-
-    def __post_init__(self) -> None:
-        _seconds("min_interruption_duration", self.min_interruption_duration)
-        _seconds("false_interruption_timeout", self.false_interruption_timeout, allow_none=True)
-        _seconds("min_endpointing_delay", self.min_endpointing_delay)
-        words = self.min_interruption_words
-        if not isinstance(words, int) or isinstance(words, bool):
-            raise TypeError(f"min_interruption_words must be an int, got {type(words).__name__}")
-        if words < 0:
-            raise ValueError(f"min_interruption_words must be >= 0, got {words}")
-        for name in ("resume_false_interruption", "auto_reply", "pause_on_speech_start"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
-
-    @property
-    def pause_enabled(self) -> bool:
-        """Whether a barge-in pauses a pausable sink instead of interrupting."""
-        return self.resume_false_interruption and self.false_interruption_timeout is not None
-
-
-@dataclass(frozen=True)
-class SpeechFacts:
-    """What the driver knows about one speech right now.
-
-    ``interruptible``: a non-forced interrupt would be accepted (not protected).
-    ``playing``: its current step's audio has started (first frame) and not finished
-    (also while paused).
-    ``pausable``: the sink playing it can pause.
-    ``finished``: done or interrupted: its audio will never play again.
-    """
-
-    interruptible: bool = True
-    playing: bool = False
-    pausable: bool = False
-    finished: bool = False
-
-
-# -- actions, executed by the driver in order ------------------------------------------
-@dataclass(frozen=True)
-class PauseAudio:
-    speech: Hashable
-    provisional: bool = False
-
-
-@dataclass(frozen=True)
-class ResumeAudio:
-    """Resume a paused speech; ``false_interruption``: emit ``FalseInterruption``
-    (``provisional``: the pause was a provisional one that the speech never confirmed)."""
-
-    speech: Hashable
-    false_interruption: bool
-    provisional: bool = False
-
-
-@dataclass(frozen=True)
-class ReleasePause:
-    """The pause is over without a resume (the speech ended or was interrupted):
-    make sure the sink is not left paused, without playing any of this speech."""
-
-    speech: Hashable
-
-
-@dataclass(frozen=True)
-class InterruptSpeech:
-    speech: Hashable
-    source: InterruptSource
-
-
-@dataclass(frozen=True)
-class CompleteUserTurn:
-    """One user turn: write ``text`` as the user message; ``reply``: schedule a reply."""
-
-    text: str
-    reply: bool
-
-
-@dataclass(frozen=True)
-class UserStateChange:
-    old: UserState
-    new: UserState
-
-
-@dataclass(frozen=True)
-class AgentStateChange:
-    old: AgentState
-    new: AgentState
-
-
-@dataclass(frozen=True)
-class TranscriptReceived:
-    text: str
-    final: bool
-
-
-Action = (PauseAudio | ResumeAudio | ReleasePause | InterruptSpeech | CompleteUserTurn
-          | UserStateChange | AgentStateChange | TranscriptReceived)
-
-
-def count_words(text: str) -> int:
-    """Words as the rules count them (whitespace-separated)."""
-    return len(text.split())
-
-
-def agent_state(*, has_audio_input: bool, audio_playing: bool, thinking: bool) -> AgentState:
-    """livekit's agent states. ``audio_playing`` excludes paused audio."""
-    if audio_playing:
-        return "speaking"
-    if thinking:
-        return "thinking"
-    return "listening" if has_audio_input else "idle"
-
-
-class TurnRules:
+class TurnRules(PauseRules):
     """The user-turn rules of one session (see the module docstring)."""
 
     def __init__(self, options: TurnOptions | None = None, *, has_vad: bool = True,
@@ -276,23 +149,15 @@ class TurnRules:
             raise TypeError(f"options must be a TurnOptions, got {type(options).__name__}")
         if not (has_vad or has_stt):
             raise ValueError("the rules need a VAD, an STT or both")
-        self.options = options
-        self.has_vad = has_vad
+        super().__init__(options, has_vad=has_vad)
         self.has_stt = has_stt
-        # the user
-        self._speaking = False
-        self._duration = 0.0  # speech_duration of the current speech
+        # the user's utterance and turn
         self._utt_final_words = 0
         self._utt_interim = ""
         self._endpoint_at: float | None = None  # end of speech + endpointing delay
         self._finals: list[str] = []  # final texts of the open turn
         self._carry: list[str] = []  # backchannel texts for the next turn
         # the agent
-        self._speeches: dict[Hashable, SpeechFacts] = {}
-        self._paused: Hashable | None = None
-        self._barged: Hashable | None = None  # interrupted by this utterance: never again
-        self._provisional = False
-        self._resume_at: float | None = None
         self._uncommitted = 0  # completed turns not yet committed by the driver
         self._reply: Hashable | None = None  # reply awaiting its first frame
         # reported states
@@ -307,10 +172,6 @@ class TurnRules:
     @property
     def agent_state(self) -> AgentState:
         return self._agent_state
-
-    @property
-    def paused_speech(self) -> Hashable | None:
-        return self._paused
 
     @property
     def pending_text(self) -> str:
@@ -340,13 +201,14 @@ class TurnRules:
             self._begin_speech(now, out)
         return self._settle(out)
 
-    def inference(self, now: float, speech_duration: float) -> list[Action]:
-        """One VAD window; ``speech_duration`` counts only while the user speaks."""
+    def inference(self, now: float, speech_duration: float, silence_duration: float = 0.0) -> list[Action]:
+        """One VAD window: the voiced ``speech_duration`` of the current speech and the
+        ``silence_duration`` since the voice was last heard; they count only while the
+        user speaks (between start and end of speech)."""
         out: list[Action] = []
         self._run_due(now, out)
         if self._speaking:
-            self._duration = max(self._duration, speech_duration)
-            self._check_barge_in(out)
+            self._voice_window(speech_duration, silence_duration, out)
         return self._settle(out)
 
     def end_of_speech(self, now: float) -> list[Action]:
@@ -399,12 +261,7 @@ class TurnRules:
             self._speeches[speech] = facts
             if speech == self._reply and facts.playing:
                 self._reply = None  # its first frame: no longer thinking
-        if speech == self._paused:
-            if facts.finished or not facts.playing:
-                self._drop_pause(out)
-            elif not facts.interruptible:
-                self._clear_pause()
-                out.append(ResumeAudio(speech, false_interruption=False))
+        self._paused_speech_update(speech, facts, out)
         self._check_barge_in(out)
         return self._settle(out)
 
@@ -421,12 +278,6 @@ class TurnRules:
         return self._settle(out)
 
     # -- the rules ------------------------------------------------------------------------
-    def _playing(self) -> Hashable | None:
-        for key, facts in self._speeches.items():
-            if facts.playing:
-                return key
-        return None
-
     def _utt_words(self) -> int:
         return self._utt_final_words + count_words(self._utt_interim)
 
@@ -437,85 +288,19 @@ class TurnRules:
             self._barged = None
         self._speaking = True
         self._duration = 0.0
+        self._silence = 0.0
         self._endpoint_at = None
         self._resume_at = None  # stopped until the next end of speech
         self._set_user("speaking", out)
-        target = self._playing()
-        if (self.options.pause_on_speech_start and self.has_vad and target is not None
-                and self._paused is None and self.options.pause_enabled):
-            facts = self._speeches[target]
-            if facts.interruptible and facts.pausable:
-                self._paused, self._provisional = target, True
-                out.append(PauseAudio(target, provisional=True))
+        self._pause_provisionally(out)
 
     def _end_speech(self, now: float, out: list[Action]) -> None:
         self._speaking = False
         self._duration = 0.0
+        self._silence = 0.0
         self._endpoint_at = now + self.options.min_endpointing_delay
         self._set_user("listening", out)
-        if self._paused is not None:
-            if self._provisional:
-                speech = self._paused
-                self._clear_pause()
-                out.append(ResumeAudio(speech, false_interruption=True, provisional=True))
-            else:
-                timeout = self.options.false_interruption_timeout
-                assert timeout is not None  # pausing needs one
-                self._resume_at = now + timeout
-
-    def _check_barge_in(self, out: list[Action]) -> None:
-        if not self._speaking:
-            return
-        target = self._playing()
-        if target is None:
-            return
-        facts = self._speeches[target]
-        if (not facts.interruptible or target == self._barged
-                or (target == self._paused and not self._provisional)):
-            return
-        words_needed = self.options.min_interruption_words
-        if self.has_vad:
-            if self._duration < self.options.min_interruption_duration:
-                return
-        else:
-            words_needed = max(1, words_needed)
-        if self._utt_words() < words_needed:
-            return
-        if facts.pausable and self.options.pause_enabled:
-            if target == self._paused:
-                self._provisional = False  # the provisional pause now counts
-            else:
-                self._paused, self._provisional = target, False
-                out.append(PauseAudio(target))
-        else:
-            if target == self._paused:
-                self._clear_pause()
-                out.append(InterruptSpeech(target, "audio_activity"))
-                out.append(ReleasePause(target))
-            else:
-                out.append(InterruptSpeech(target, "audio_activity"))
-            self._speeches.pop(target, None)
-            self._barged = target  # once per utterance, even if the driver reports it refused
-
-    def _interrupt_paused(self, out: list[Action]) -> None:
-        speech = self._paused
-        assert speech is not None
-        self._clear_pause()
-        self._speeches.pop(speech, None)
-        self._barged = speech  # once per utterance, even if the driver reports it refused
-        out.append(InterruptSpeech(speech, "user_turn"))
-        out.append(ReleasePause(speech))
-
-    def _drop_pause(self, out: list[Action]) -> None:
-        speech = self._paused
-        assert speech is not None
-        self._clear_pause()
-        out.append(ReleasePause(speech))
-
-    def _clear_pause(self) -> None:
-        self._paused = None
-        self._provisional = False
-        self._resume_at = None
+        self._pause_at_end_of_speech(now, out)
 
     def _run_due(self, now: float, out: list[Action]) -> None:
         # Deadlines in time order; on a tie the turn goes first: it supersedes a resume.
@@ -529,10 +314,7 @@ class TurnRules:
                 if self._finals and not self._utt_interim.strip():
                     self._complete_turn(out)
             else:
-                speech = self._paused
-                assert speech is not None
-                self._clear_pause()
-                out.append(ResumeAudio(speech, false_interruption=True))
+                self._resume_due(out)
 
     def _complete_turn(self, out: list[Action]) -> None:
         words = sum(count_words(t) for t in self._finals)

@@ -347,9 +347,9 @@ class VoiceDriver:
         if event.type is VADEventType.START_OF_SPEECH:
             actions = self._rules.start_of_speech(now)
             if event.speech_duration:
-                actions += self._rules.inference(now, event.speech_duration)
+                actions += self._rules.inference(now, event.speech_duration, event.silence_duration)
         elif event.type is VADEventType.INFERENCE:
-            actions = self._rules.inference(now, event.speech_duration)
+            actions = self._rules.inference(now, event.speech_duration, event.silence_duration)
         else:
             actions = self._rules.end_of_speech(now)
         self._feed(actions)

@@ -30,6 +30,18 @@ Decisions (the rules in :class:`SpeechDetector`, pure Python):
 - ``START_OF_SPEECH`` once consecutive speech windows add up to
   ``min_speech_duration``; ``END_OF_SPEECH`` once consecutive non-speech windows add
   up to ``min_silence_duration``.
+- ``speech_duration`` is the *voiced* time: the speech windows (hysteresis
+  included) since the start, never the silence. ``silence_duration`` is the run of
+  non-speech windows since the last voiced one, inside a speech too.
+  ``END_OF_SPEECH`` carries the voiced time of the speech that ended.
+  **This differs from livekit's plugin**, whose ``speech_duration`` keeps growing
+  through the trailing ``min_silence_duration`` until the end of speech (and whose
+  ``silence_duration`` is 0 until then): there a 0.33 s "Hmm" reports about 0.9 s of
+  speech, reaches ``min_interruption_duration`` (0.5 s) and pauses the agent. Here it
+  reports 0.35 s (11 windows: Silero stays above the threshold ~50 ms past the last
+  audible sample) and changes nothing; and the silence run lets a provisional pause
+  (``TurnOptions.pause_on_speech_start``) resume after
+  ``TurnOptions.provisional_resume_silence`` instead of waiting for the end of speech.
 - Probabilities are used raw. livekit also smooths them (exponential filter), which
   delays the start by a window or two; the ``min_speech_duration`` debounce already
   rejects clicks, and a 0.2 s burst of white noise scores below 0.1 on this model.
@@ -185,6 +197,15 @@ class SpeechDetector:
 
     Feed :meth:`update` one probability per window; it returns the events of that
     window in order (a start or end first, then the ``INFERENCE``).
+
+    What the events report (see the module docstring for why it differs from
+    livekit's plugin): :attr:`speech_duration` is the *voiced* time of the current
+    speech, the windows counted as speech (with the hysteresis) since its start,
+    including the ones that made the start; the silence inside and after it is
+    never added. :attr:`silence_duration` is the run of non-speech windows since the
+    last voiced one: 0 on a voiced window, growing through a pause inside the
+    speech, on through the end of speech and the silence after it (a click too
+    short to start a speech does not reset it).
     """
 
     window_duration: float
@@ -196,10 +217,9 @@ class SpeechDetector:
     def __post_init__(self) -> None:
         self.speaking = False
         self.timestamp = 0.0
-        self.speech_duration = 0.0  # reported: length of the current speech
-        self.silence_duration = 0.0  # reported: length of the current silence
-        self._speech_run = 0.0  # consecutive speech windows
-        self._silence_run = 0.0  # consecutive non-speech windows
+        self.speech_duration = 0.0  # reported: voiced time of the current speech (0 outside)
+        self.silence_duration = 0.0  # reported: time since the last voiced window
+        self._speech_run = 0.0  # consecutive speech windows outside speech (the start's debounce)
         self._windows = 0
 
     def update(self, probability: float) -> list[VADEvent]:
@@ -207,30 +227,30 @@ class SpeechDetector:
         self._windows += 1
         self.timestamp = self._windows * win
         events: list[VADEvent] = []
-        is_speech = probability >= self.activation_threshold or (
-            self.speaking and probability > self.deactivation_threshold)
-        if is_speech:
-            self._speech_run += win
-            self._silence_run = 0.0
-        else:
-            self._silence_run += win
-            self._speech_run = 0.0
         if self.speaking:
-            self.speech_duration += win
-            if not is_speech and self._silence_run >= self.min_silence_duration - 1e-9:
-                self.speaking = False
-                self.speech_duration = 0.0
-                self.silence_duration = self._silence_run
-                events.append(VADEvent(VADEventType.END_OF_SPEECH, self.timestamp, 0.0,
-                                       self.silence_duration, probability))
+            if probability > self.deactivation_threshold:  # >= activation implies it
+                self.speech_duration += win
+                self.silence_duration = 0.0
+            else:
+                self.silence_duration += win
+                if self.silence_duration >= self.min_silence_duration - 1e-9:
+                    events.append(VADEvent(VADEventType.END_OF_SPEECH, self.timestamp,
+                                           self.speech_duration, self.silence_duration, probability))
+                    self.speaking = False
+                    self.speech_duration = 0.0
         else:
             self.silence_duration += win
-            if is_speech and self._speech_run >= self.min_speech_duration - 1e-9:
-                self.speaking = True
-                self.silence_duration = 0.0
-                self.speech_duration = self._speech_run
-                events.append(VADEvent(VADEventType.START_OF_SPEECH, self.timestamp,
-                                       self.speech_duration, 0.0, probability))
+            if probability >= self.activation_threshold:
+                self._speech_run += win
+                if self._speech_run >= self.min_speech_duration - 1e-9:
+                    self.speaking = True
+                    self.speech_duration = self._speech_run
+                    self.silence_duration = 0.0
+                    self._speech_run = 0.0
+                    events.append(VADEvent(VADEventType.START_OF_SPEECH, self.timestamp,
+                                           self.speech_duration, 0.0, probability))
+            else:
+                self._speech_run = 0.0
         events.append(VADEvent(VADEventType.INFERENCE, self.timestamp, self.speech_duration,
                                self.silence_duration, probability))
         return events

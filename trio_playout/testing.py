@@ -146,9 +146,11 @@ class ScriptedVAD:
 
     ``speech`` holds ``(start, end)`` intervals in seconds of trio's clock since its
     stream started (sorted, not overlapping). The stream yields ``START_OF_SPEECH`` at
-    each ``start``, ``END_OF_SPEECH`` at each ``end``, and an ``INFERENCE`` at the end
-    of every ``window`` with the current ``speech_duration`` (time since the start, in
-    speech) or ``silence_duration`` (time since the last end, outside speech);
+    each ``start``, ``END_OF_SPEECH`` at each ``end`` (carrying the interval's length as
+    its voiced ``speech_duration``), and an ``INFERENCE`` at the end of every
+    ``window`` with the current ``speech_duration`` (time since the start, in speech:
+    the whole interval is voiced) or ``silence_duration`` (time since the last end,
+    outside speech);
     probability 1.0 in speech, 0.0 outside. An event at the same time as a window end
     comes before that window's ``INFERENCE``. Event timestamps are the scripted times.
 
@@ -180,7 +182,7 @@ class ScriptedVAD:
         out: list[tuple[float, int, VADEvent]] = []
         for start, end in self.speech:
             out.append((start, 0, VADEvent(VADEventType.START_OF_SPEECH, start, 0.0, 0.0, 1.0)))
-            out.append((end, 0, VADEvent(VADEventType.END_OF_SPEECH, end, 0.0, 0.0, 0.0)))
+            out.append((end, 0, VADEvent(VADEventType.END_OF_SPEECH, end, end - start, 0.0, 0.0)))
         return out
 
     def _inference(self, t: float) -> VADEvent:
