@@ -68,7 +68,8 @@ def test_options_defaults_are_livekits() -> None:
     o = TurnOptions()
     assert (o.min_interruption_duration, o.min_interruption_words, o.false_interruption_timeout,
             o.resume_false_interruption, o.min_endpointing_delay, o.auto_reply,
-            o.pause_on_speech_start) == (0.5, 0, 2.0, True, 0.5, True, False)
+            o.pause_on_speech_start, o.provisional_resume_silence
+            ) == (0.5, 0, 2.0, True, 0.5, True, False, 0.05)
     assert o.pause_enabled
     assert not TurnOptions(false_interruption_timeout=None).pause_enabled
     assert not TurnOptions(resume_false_interruption=False).pause_enabled
@@ -88,6 +89,8 @@ def test_options_defaults_are_livekits() -> None:
     ({"resume_false_interruption": 1}, TypeError),
     ({"auto_reply": None}, TypeError),
     ({"pause_on_speech_start": "yes"}, TypeError),
+    ({"provisional_resume_silence": -0.01}, ValueError),
+    ({"provisional_resume_silence": None}, TypeError),
 ])
 def test_options_are_validated(kwargs: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
@@ -101,10 +104,16 @@ def test_rules_need_a_vad_or_an_stt() -> None:
         TurnRules({"min_endpointing_delay": 1})  # type: ignore[arg-type]
 
 
-def test_pure_module_imports_no_trio() -> None:
+def test_pure_modules_import_no_trio_and_stay_small() -> None:
     import trio_playout._turn as turn
-    source = Path(turn.__file__).read_text()
-    assert "import trio" not in source and "from trio" not in source
+    import trio_playout._turn_pause as pause
+    import trio_playout._turn_types as types
+    for module in (turn, pause, types):
+        source = Path(module.__file__ or "").read_text()
+        assert "import trio" not in source and "from trio" not in source
+        assert len(source.splitlines()) <= 500
+    # the split modules' names are still importable where they always were
+    assert turn.TurnOptions is types.TurnOptions and issubclass(turn.TurnRules, pause.PauseRules)
 
 
 def test_count_words() -> None:
@@ -547,6 +556,83 @@ def test_provisional_pause_confirmed_by_words_interrupts() -> None:
     r.start_of_speech(1.0)
     out = r.transcript(1.3, "stop", final=True)
     assert effects(out) == [InterruptSpeech(S, "user_turn"), ReleasePause(S)]
+
+
+def voice(rules: TurnRules, start: float, pattern: str,
+          window: float = 0.032) -> list[tuple[float, list[Action]]]:
+    """A VAD's windows after a start at ``start``: ``#`` voiced, ``.`` silent, reported as
+    Silero does (voiced speech_duration, silence run). Returns (time, effects) per window."""
+    voiced, silence, out = 2 * window, 0.0, []  # the start took two voiced windows
+    for i, c in enumerate(pattern):
+        if c == "#":
+            voiced, silence = voiced + window, 0.0
+        else:
+            silence += window
+        t = start + (i + 1) * window
+        out.append((round(t, 6), effects(rules.inference(t, voiced, silence))))
+    return out
+
+
+def test_provisional_pause_resumes_after_a_short_silence_not_at_the_end_of_speech() -> None:
+    """A 0.3 s 'hmm': paused at the start, resumed after provisional_resume_silence (two
+    windows), long before the VAD's end of speech (0.55 s later)."""
+    r = playing_rules(TurnOptions(pause_on_speech_start=True))
+    assert effects(r.start_of_speech(1.0)) == [PauseAudio(S, provisional=True)]
+    steps = voice(r, 1.0, "#######" + "." * 17)
+    acted = [(t, e) for t, e in steps if e]
+    assert acted == [(1.288, [ResumeAudio(S, false_interruption=True, provisional=True)])]
+    assert r.user_state == "speaking" and r.agent_state == "speaking"
+    assert effects(r.end_of_speech(1.8)) == []  # nothing left to resume
+    assert r.next_deadline() == pytest.approx(2.3)  # only the endpoint
+
+
+def test_provisional_pause_follows_the_voice_between_words() -> None:
+    """A gap between words longer than provisional_resume_silence resumes; the voice
+    coming back pauses again; a one-window dip does nothing."""
+    r = playing_rules(TurnOptions(pause_on_speech_start=True))
+    r.start_of_speech(1.0)
+    steps = dict(voice(r, 1.0, "###.##...###"))
+    pause, resume = PauseAudio(S, provisional=True), ResumeAudio(S, false_interruption=True, provisional=True)
+    assert [e for e in steps.values() if e] == [[resume], [pause]]
+    assert steps[1.256] == [resume] and steps[1.32] == [pause]
+    assert r.paused_speech == S
+
+
+def test_provisional_resume_silence_is_an_option() -> None:
+    r = playing_rules(TurnOptions(pause_on_speech_start=True, provisional_resume_silence=0.1))
+    r.start_of_speech(1.0)
+    steps = voice(r, 1.0, "###...###....")
+    assert [(t, e) for t, e in steps if e] == [
+        (1.416, [ResumeAudio(S, false_interruption=True, provisional=True)])]  # the 4th silent window
+
+
+def test_a_confirmed_pause_is_not_resumed_by_silence() -> None:
+    """Once the voiced time reaches min_interruption_duration the pause is a barge-in:
+    the silence run does not resume it, the false-interruption timer does."""
+    r = playing_rules(TurnOptions(pause_on_speech_start=True))
+    r.start_of_speech(1.0)
+    steps = voice(r, 1.0, "#" * 14 + "." * 10)  # 2 + 14 windows = 0.512 s voiced
+    assert [e for _, e in steps if e] == []
+    r.end_of_speech(2.0)
+    assert effects(r.tick(4.0)) == [ResumeAudio(S, false_interruption=True)]
+
+
+def test_a_short_sound_then_silence_never_barges_in() -> None:
+    """The voiced duration of a 0.35 s sound stays 0.35 through the silence before the
+    VAD's end of speech: nothing happens under the default options."""
+    r = playing_rules()
+    assert effects(r.start_of_speech(1.0)) == []
+    assert [e for _, e in voice(r, 1.0, "#########" + "." * 17)] == [[]] * 26
+    assert effects(r.end_of_speech(1.9)) == [] and r.paused_speech is None
+
+
+def test_no_provisional_pause_after_this_utterance_interrupted_the_speech() -> None:
+    r = playing_rules(TurnOptions(pause_on_speech_start=True), facts=NO_PAUSE)
+    r.start_of_speech(1.0)
+    steps = voice(r, 1.0, "#" * 14)
+    assert [e for _, e in steps if e] == [[InterruptSpeech(S, "audio_activity")]]
+    r.speech_update(1.5, S, PLAYING)  # the driver says it still plays (refused): no pause
+    assert [e for _, e in voice(r, 1.5, "###")] == [[], [], []]
 
 
 def test_provisional_pause_needs_a_pausable_interruptible_speech() -> None:
