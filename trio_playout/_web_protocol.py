@@ -1,0 +1,266 @@
+"""The browser protocol of :mod:`trio_playout.web`, as pure functions (no I/O, no event loop).
+
+Everything a client can send is parsed and checked here, and every close code is
+decided here, so the rules are tested with plain function calls
+(``tests/test_web_protocol.py``) and the server only moves bytes. The protocol
+itself is written down in :mod:`trio_playout.web`'s docstring.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "CLOSE_BAD_DATA",
+    "CLOSE_INVALID",
+    "CLOSE_NO_HELLO",
+    "CLOSE_POLICY",
+    "CLOSE_SERVER_ERROR",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_TRY_LATER",
+    "MAX_POSITION",
+    "MAX_TEXT_MESSAGE",
+    "PROTOCOL_VERSION",
+    "Cleared",
+    "ClientMessage",
+    "Finished",
+    "Hello",
+    "Paused",
+    "Progress",
+    "ProtocolError",
+    "Resumed",
+    "Started",
+    "check_origin",
+    "check_pcm",
+    "check_token",
+    "is_loopback",
+    "max_pcm_bytes",
+    "parse_client_text",
+    "server_message",
+    "split_target",
+    "static_name",
+]
+
+PROTOCOL_VERSION = 1
+MIN_RATE, MAX_RATE = 8000, 48000
+MAX_TEXT_MESSAGE = 4096  # bytes of one client text message (a report is < 100)
+MAX_POSITION = 24 * 3600.0  # seconds: no segment is a day long
+
+CLOSE_BAD_DATA = 1003  # a data type we do not take (binary before hello)
+CLOSE_INVALID = 1007  # invalid payload: bad JSON, unknown type, bad field, bad PCM
+CLOSE_POLICY = 1008  # token or origin refused
+CLOSE_TOO_BIG = 1009  # a message over the size limit
+CLOSE_SERVER_ERROR = 1011  # our fault (the agent could not be built, or failed)
+CLOSE_TRY_LATER = 1013  # too many conversations: try again later
+CLOSE_NO_HELLO = 4408  # no hello within the hello timeout
+CLOSE_TOO_SLOW = 4409  # the client stopped reading what we send (send timeout)
+
+
+class ProtocolError(Exception):
+    """A client broke the protocol: close its connection with ``code`` (and ``reason``)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason[:120]  # a close frame's reason must fit in 123 bytes
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The first message: protocol version and the rate of the microphone PCM."""
+
+    protocol: int
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """The player began playing ``segment``."""
+
+    segment: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``position`` seconds of ``segment`` were played so far."""
+
+    segment: int
+    position: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The player played all of flushed ``segment`` (``position`` seconds)."""
+
+    segment: int
+    position: float
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """A clear stopped ``segment`` after ``position`` seconds really played."""
+
+    segment: int
+    position: float
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The player paused (at ``position`` of ``segment``; None when nothing played)."""
+
+    segment: int | None
+    position: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The player resumed after a pause."""
+
+
+ClientMessage: TypeAlias = Hello | Started | Progress | Finished | Cleared | Paused | Resumed
+_SEGMENT_REPORTS: dict[str, type[Progress | Finished | Cleared]] = {
+    "progress": Progress, "finished": Finished, "cleared": Cleared}
+
+
+def _int_field(data: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(CLOSE_INVALID, f"{data.get('type')}: {name} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def _position(data: dict[str, Any]) -> float:
+    value = data.get("position")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= MAX_POSITION):
+        raise ProtocolError(CLOSE_INVALID,
+                            f"{data.get('type')}: position must be seconds in [0, {MAX_POSITION:g}]")
+    return float(value)
+
+
+def parse_client_text(text: str, *, expect_hello: bool) -> ClientMessage:
+    """Parse one text message of the client; :class:`ProtocolError` (1007) if it is bad.
+
+    ``expect_hello``: the connection has not said hello yet, so only a hello is
+    accepted (and a hello is refused afterwards). Unknown fields are ignored (a
+    newer page may send more); unknown types are not.
+    """
+    if len(text) > MAX_TEXT_MESSAGE:
+        raise ProtocolError(CLOSE_TOO_BIG, f"text message over {MAX_TEXT_MESSAGE} characters")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(CLOSE_INVALID, "not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(CLOSE_INVALID, "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(CLOSE_INVALID, "a message needs a string 'type'")
+    if expect_hello:
+        if kind != "hello":
+            raise ProtocolError(CLOSE_INVALID, f"the first message must be a hello, got {kind[:20]!r}")
+        protocol = data.get("protocol")
+        if protocol != PROTOCOL_VERSION or isinstance(protocol, bool):
+            raise ProtocolError(CLOSE_INVALID, f"unsupported protocol {protocol!r:.20}; this server speaks "
+                                               f"{PROTOCOL_VERSION}")
+        return Hello(PROTOCOL_VERSION, _int_field(data, "sample_rate", MIN_RATE, MAX_RATE))
+    if kind == "hello":
+        raise ProtocolError(CLOSE_INVALID, "hello was already said")
+    if kind == "started":
+        return Started(_int_field(data, "segment", 1, 2**53))
+    if kind in _SEGMENT_REPORTS:
+        return _SEGMENT_REPORTS[kind](_int_field(data, "segment", 1, 2**53), _position(data))
+    if kind == "paused":
+        segment = None if data.get("segment") is None else _int_field(data, "segment", 1, 2**53)
+        return Paused(segment, _position(data))
+    if kind == "resumed":
+        return Resumed()
+    raise ProtocolError(CLOSE_INVALID, f"unknown message type {kind[:20]!r}")
+
+
+def max_pcm_bytes(sample_rate: int) -> int:
+    """The largest microphone message: one second of 16-bit mono PCM."""
+    return 2 * sample_rate
+
+
+def check_pcm(data: bytes, hello: Hello | None) -> None:
+    """Check one binary (microphone) message; :class:`ProtocolError` if it is bad.
+
+    Before the hello a binary message is data we do not take (1003); after it the
+    message must hold whole 16-bit samples (1007) and at most one second (1009).
+    """
+    if hello is None:
+        raise ProtocolError(CLOSE_BAD_DATA, "binary data before hello")
+    if len(data) > max_pcm_bytes(hello.sample_rate):
+        raise ProtocolError(CLOSE_TOO_BIG, "a PCM message holds at most one second")
+    if len(data) % 2:
+        raise ProtocolError(CLOSE_INVALID, "PCM must be whole 16-bit samples (even length)")
+
+
+# -- HTTP side ---------------------------------------------------------------------------
+
+_LOOPBACK = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$")
+_STATIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.(js|css|html)$")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    return bool(_LOOPBACK.match(host.strip("[]")))
+
+
+def split_target(target: str) -> tuple[str, dict[str, str]]:
+    """The path and the (first value of each) query parameter of a request target."""
+    parts = urlsplit(target)
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    return parts.path, query
+
+
+def check_token(expected: str | None, query: dict[str, str]) -> bool:
+    """True when no token is required or ``?token=`` matches (compared in constant time)."""
+    if expected is None:
+        return True
+    given = query.get("token", "")
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_origin(origin: str | None, host_header: str | None, *, allow_missing: bool = True,
+                 extra: frozenset[str] = frozenset()) -> bool:
+    """Whether a websocket's ``Origin`` may open a conversation.
+
+    A browser always sends ``Origin``; it must be ``http(s)://`` + the ``Host`` the
+    request was sent to (the page this server served), or one of ``extra`` (exact
+    origins, e.g. the load balancer's public name). No ``Origin`` at all is a
+    non-browser client (tests, the benchmark, a phone gateway): allowed unless
+    ``allow_missing`` is False; the token still applies.
+    """
+    if origin is None:
+        return allow_missing
+    if origin in extra:
+        return True
+    if not host_header:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower() and (
+        parts.path in ("", "/"))
+
+
+def static_name(path: str) -> str | None:
+    """The file a ``/static/<name>`` path asks for, or None (a fixed pattern: no ``/``,
+    no ``..``, only .js, .css and .html names; the server also checks its allow-list)."""
+    if not path.startswith("/static/"):
+        return None
+    name = path[len("/static/"):]
+    return name if _STATIC.match(name) and ".." not in name else None
+
+
+
+def server_message(kind: str, **fields: object) -> str:
+    """One text message of the server (compact JSON)."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
