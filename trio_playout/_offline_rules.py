@@ -39,8 +39,8 @@ _PLACE_STOP = frozenset({"today", "tomorrow", "tonight", "now", "right", "please
 _GOODBYE = ("goodbye", "bye", "bye bye", "good night", "see you", "farewell", "that's all", "that is all")
 _GREETING = ("hello", "hi", "hey", "good morning", "good afternoon", "good evening", "greetings", "howdy")
 _THANKS = ("thanks", "thank you", "thank")
-_REPEAT = ("what did you say", "what did you just say", "say that again", "say it again", "repeat",
-           "come again", "pardon", "what was that")
+_REPEAT = ("what did you say", "what did you just say", "what'd you say", "say that again", "say it again",
+           "repeat", "come again", "pardon", "what was that")
 _HELP = ("help", "what can you do", "who are you", "what are you")
 
 
@@ -78,10 +78,14 @@ def _sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?" else text + "."
 
 
+def _clock(now: datetime) -> str:
+    return f"It is {now.hour}:{now.minute:02d}."  # "9:41", which a TTS reads well
+
+
 @function_tool
 async def get_time() -> str:
     """The local time, to answer "what time is it?"."""
-    return f"It is {datetime.now():%H:%M}."
+    return _clock(datetime.now())
 
 
 @dataclass
@@ -173,7 +177,7 @@ class RuleLLM:
             if arguments is not None:
                 return Reply("tool", "Let me check.", (ToolCall(tool.name, arguments),))
         if _has(words, ("time", "clock")):
-            return Reply("time", f"It is {self.now():%H:%M}.")
+            return Reply("time", _clock(self.now()))
         if _has(words, _GREETING):
             return Reply("greeting", "Hello! How can I help you?")
         if _has(words, _HELP):
