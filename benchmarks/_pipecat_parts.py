@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 from pipecat.frames.frames import (
@@ -61,7 +60,7 @@ class Stamps:
     transcript_at: float | None = None
 
 
-class StampedSilero(SileroVADAnalyzer):  # type: ignore[misc]
+class StampedSilero(SileroVADAnalyzer):
     """Pipecat's Silero analyzer, unchanged, with its per-window confidences stamped.
 
     The model runs in the analyzer's own executor thread (pipecat's design);
@@ -83,7 +82,7 @@ class StampedSilero(SileroVADAnalyzer):  # type: ignore[misc]
         with self._lock:
             self._windows += 1
             self._stamps.vad_probs.append((self._windows * 512 / 16000, p))
-        return confidence  # type: ignore[no-any-return]
+        return confidence
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         seen = len(self._stamps.vad_probs)
@@ -97,7 +96,7 @@ class StampedSilero(SileroVADAnalyzer):  # type: ignore[misc]
         return state
 
 
-class WavMic(BaseInputTransport):  # type: ignore[misc]
+class WavMic(BaseInputTransport):
     """An input transport whose "device" is the runner pushing WAV frames."""
 
     def __init__(self, params: TransportParams, ready: asyncio.Event) -> None:
@@ -110,7 +109,7 @@ class WavMic(BaseInputTransport):  # type: ignore[misc]
         self._ready.set()
 
 
-class SpeakerOut(BaseOutputTransport):  # type: ignore[misc]
+class SpeakerOut(BaseOutputTransport):
     """An output transport writing to :class:`Speaker`.
 
     On an ``InterruptionFrame`` it clears the speaker before pipecat's own
@@ -140,7 +139,7 @@ class SpeakerOut(BaseOutputTransport):  # type: ignore[misc]
         return await self._speaker.write(frame.audio, frame.sample_rate)
 
 
-class ScriptedSTT(STTService):  # type: ignore[misc]
+class ScriptedSTT(STTService):
     """Gives one final transcript once the audio reaches ``at`` seconds (None: never)."""
 
     def __init__(self, *, text: str | None, at: float | None, stamps: Stamps) -> None:
@@ -160,7 +159,7 @@ class ScriptedSTT(STTService):  # type: ignore[misc]
                                      finalized=True)
 
 
-class ScriptedLLM(LLMService):  # type: ignore[misc]
+class ScriptedLLM(LLMService):
     """Answers every context at once: the agent's text first, then short replies."""
 
     def __init__(self, *, first: str | None, stamps: Stamps) -> None:
@@ -185,7 +184,7 @@ class ScriptedLLM(LLMService):  # type: ignore[misc]
         await self.push_frame(LLMFullResponseEndFrame())
 
 
-class ToneTTS(TTSService):  # type: ignore[misc]
+class ToneTTS(TTSService):
     """A TTS that renders ``len(text) * seconds_per_char`` of tagged tone, instantly.
 
     Built like pipecat's HTTP TTS services (OpenAI's): start/stop frames and the

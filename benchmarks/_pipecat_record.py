@@ -34,11 +34,20 @@ def encode_frame(reply: int, index: int, rate: int) -> bytes:
 
     Sample 0 is ``_MAGIC``, sample 1 the reply number (1..32767), sample 2 the
     frame index inside the reply modulo 32768 (11 minutes at 20 ms a frame).
+    The tone is computed once per rate: a frame costs a copy, so the TTS makes a
+    sentence's audio in microseconds, as a fake that is "instant" should.
     """
-    n = round(rate * FRAME_S)
-    tone = [round(_TONE_AMP * math.sin(2 * math.pi * _TONE_HZ * k / rate)) for k in range(n)]
-    tone[0], tone[1], tone[2] = _MAGIC, reply, index % 32768
-    return struct.pack(f"<{n}h", *tone)
+    tone = _TONES.get(rate)
+    if tone is None:
+        n = round(rate * FRAME_S)
+        samples = [round(_TONE_AMP * math.sin(2 * math.pi * _TONE_HZ * k / rate)) for k in range(n)]
+        tone = _TONES[rate] = struct.pack(f"<{n}h", *samples)
+    frame = bytearray(tone)
+    struct.pack_into("<3h", frame, 0, _MAGIC, reply, index % 32768)
+    return bytes(frame)
+
+
+_TONES: dict[int, bytes] = {}
 
 
 def decode_frame(audio: bytes) -> tuple[int, int] | None:
@@ -140,6 +149,8 @@ def analyse(
     end. Pipecat cannot resume a reply, so when the run is never continued,
     ``skipped`` is the agent audio lost to the stop: what would have played
     before the trial's end (capped by what was left of the reply).
+    ``played_after_decision`` counts the agent reply's audio between the VAD
+    decision and the stop (the trial's end when it never stopped).
     """
     rel = [Played(p.start - w0, p.end - w0, p.reply, p.index) for p in played]
     facts = SinkFacts()
@@ -176,10 +187,10 @@ def analyse(
                     facts.replayed = 0.0
                     facts.details["agent_unplayed_s"] = (
                         round(left * FRAME_S, 4) if agent_frames is not None else None)
-    if vad_decision is not None:
+    if vad_decision is not None and agent_reply is not None:
         hi = facts.stopped if facts.stopped is not None else trial_end
         facts.played_after_decision = round(
-            sum(_overlap(p, vad_decision, hi) for p in rel if p.reply), 4)
+            sum(_overlap(p, vad_decision, hi) for p in rel if p.reply == agent_reply), 4)
     return facts
 
 

@@ -38,7 +38,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from ._pipecat_record import Speaker, SinkFacts, analyse, normalise_history
+from ._pipecat_record import SinkFacts, Speaker, analyse, normalise_history
 
 FRAME_IN = 320  # 20 ms at 16 kHz
 RATE_IN = 16000
@@ -132,8 +132,7 @@ async def _run_pipeline(
     from pipecat.audio.vad.vad_analyzer import VADParams
     from pipecat.frames.frames import InputAudioRawFrame, LLMRunFrame
     from pipecat.pipeline.pipeline import Pipeline
-    from pipecat.pipeline.runner import PipelineRunner
-    from pipecat.pipeline.task import PipelineParams, PipelineTask
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
     from pipecat.processors.aggregators.llm_context import LLMContext
     from pipecat.processors.aggregators.llm_response_universal import (
         LLMContextAggregatorPair,
@@ -143,6 +142,7 @@ async def _run_pipeline(
     from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
     from pipecat.turns.user_turn_strategies import UserTurnStrategies
+    from pipecat.workers.runner import WorkerRunner
 
     from ._pipecat_parts import (
         ScriptedLLM,
@@ -189,14 +189,15 @@ async def _run_pipeline(
                         audio_out_10ms_chunks=2, audio_out_end_silence_secs=0),
         speaker, stamps, out_ready)
     pipeline = Pipeline([mic, stt, pair.user(), llm, tts, out, pair.assistant()])
-    task = PipelineTask(
+    task = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=RATE_IN, audio_out_sample_rate=RATE_OUT),
         idle_timeout_secs=None, enable_rtvi=False, enable_turn_tracking=False,
         check_dangling_tasks=False,
     )
-    runner = PipelineRunner(handle_sigint=False)
-    running = asyncio.create_task(runner.run(task))
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(task)
+    running = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(asyncio.gather(in_ready.wait(), out_ready.wait()), 10.0)
         await asyncio.sleep(0.2)  # StartFrame reaches every processor
@@ -207,7 +208,7 @@ async def _run_pipeline(
         spoke = speak_at is None
         for i in range(n_frames):
             a = i * 0.02
-            if not spoke and a >= float(speak_at):
+            if speak_at is not None and not spoke and a >= float(speak_at):
                 await task.queue_frame(LLMRunFrame())
                 spoke = True
             delay = w0 + a - time.perf_counter()
@@ -233,11 +234,12 @@ async def _run_pipeline(
             running.cancel()
 
     onset = float(trial.get("onset") or 0.0)
-    after = [r for r, t in stamps.reply_created.items() if t - w0 >= onset]
+    after = [r for r, t in stamps.reply_created.items() if onset <= t - w0 <= trial_end]
     agent_reply = 1 if speak_at is not None and 1 in stamps.reply_created else None
     decision = stamps.vad_decision - w0 if stamps.vad_decision is not None else None
     facts: SinkFacts = analyse(
-        speaker.played, w0=w0, onset=onset, trial_end=trial_end, vad_decision=decision,
+        [p for p in speaker.played if p.start - w0 < trial_end], w0=w0, onset=onset,
+        trial_end=trial_end, vad_decision=decision,
         agent_reply=agent_reply,
         agent_frames=stamps.reply_frames.get(1) if agent_reply is not None else None,
         answer_replies=after)
@@ -253,7 +255,7 @@ async def _run_pipeline(
         "replayed": facts.replayed,
         "reply_first_frame": (None if facts.reply_first_frame is None
                               else round(facts.reply_first_frame, 5)),
-        "replies": sum(1 for t in stamps.llm_runs if t - w0 >= onset),
+        "replies": sum(1 for t in stamps.llm_runs if onset <= t - w0 <= trial_end),
         "details": {
             **facts.details,
             "vad_decision_window_end": stamps.vad_decision_window,
