@@ -206,24 +206,34 @@ async def test_voice_story_in_virtual_time(
 
     # the noise: the VAD hears no speech in it and nothing pauses before the 'hmm'
     noise, hmm, barge = _clip(story, "noise"), _clip(story, "user says 'hmm'"), _clip(story, "user barges in")
+    hum = _clip(story, "user says 'hmmm'")
     assert [e for e in story.timeline if e.kind in ("vad_start", "pause") and noise <= e.t < hmm] == []
     assert "the VAD heard no speech in it; nothing paused" in out
 
-    # the 'hmm': paused once the user has spoken min_interruption_duration (0.5 s), not before
+    # the short 'hmm': the VAD hears it, but 0.3 s of voice is under min_interruption_duration
+    assert any(hmm < e.t < hum for e in _entries(story, "vad_start"))
+    (voiced,) = [v for t, v in story.vad_ends if hmm < t < hum]
+    assert 0.2 <= voiced < 0.4
+    assert [e for e in story.timeline if e.kind in ("pause", "false_interruption") and hmm <= e.t < hum] == []
+    assert f"{voiced:.2f} s of voice by the VAD, under min_interruption_duration (0.5 s): nothing paused" \
+        in out
+
+    # the long 'hmmm': paused once the user has spoken min_interruption_duration (0.5 s), not before
     pauses, resumes = _entries(story, "pause"), _entries(story, "resume")
     assert len(pauses) == 2 and len(resumes) == 1
-    vad_start = next(e for e in _entries(story, "vad_start") if e.t >= hmm)
-    assert hmm < vad_start.t < pauses[0].t
-    assert 0.5 - 0.05 <= pauses[0].t - hmm <= 0.5 + 0.15
+    vad_start = next(e for e in _entries(story, "vad_start") if e.t >= hum)
+    assert hum < vad_start.t < pauses[0].t
+    assert 0.5 - 0.05 <= pauses[0].t - hum <= 0.5 + 0.15
     # no words: it resumes false_interruption_timeout after the end of speech, where it paused
     vad_end = next(e for e in _entries(story, "vad_end") if e.t >= pauses[0].t)
     assert resumes[0].t == pytest.approx(vad_end.t + 2.0, abs=0.021)
     assert _position(resumes[0]) == _position(pauses[0]) > 0
-    assert story.false_interruptions == [("the Paris reply", True)]
+    assert story.false_interruptions == [("the Paris reply", True, False)]
     assert resumes[0].t < barge < pauses[1].t
 
-    # the barge-in: paused at 0.5 s of speech, its words interrupt; heard text cut at the pause
-    assert 0.5 - 0.05 <= pauses[1].t - barge <= 0.5 + 0.15
+    # the barge-in: paused at 0.5 s of voice (the pause after "Wait," does not count), its
+    # words interrupt; heard text cut at the pause
+    assert 0.5 - 0.05 <= pauses[1].t - barge <= 0.5 + 0.25
     words = next(e for e in _entries(story, "stt_final") if e.t >= barge)
     (interrupt,) = _entries(story, "interrupt")
     assert pauses[1].t < interrupt.t == pytest.approx(words.t, abs=1e-3)
@@ -231,7 +241,7 @@ async def test_voice_story_in_virtual_time(
     user1, cut, user2, answer = story.history
     assert (user1.role, user1.text) == ("user", _demo_data.QUESTION.words)
     assert isinstance(cut, tp.ChatMessage) and cut.role == "assistant" and cut.interrupted
-    # nothing skipped: what was heard is the start of the reply, past where the 'hmm' paused it
+    # nothing skipped: what was heard is the start of the reply, past where the 'hmmm' paused it
     assert paris.startswith(cut.text) and len(cut.text) < len(paris)
     assert paris[len(cut.text)] in " ,"  # cut after a whole word
     rec = next(r for r in story.records if story.labels[r.segment_id] == "the Paris reply")
@@ -270,13 +280,27 @@ async def test_pause_on_speech_start_pauses_at_the_vad_start(
 ) -> None:
     opts = _demo_voice.VoiceOptions(voice="recorded", pause_on_speech_start=True)
     story = await _demo_voice.voice_main(opts)
-    assert "at the VAD's start of speech (--pause-on-speech-start)" in capsys.readouterr().out
-    for clip in ("user says 'hmm'", "user barges in"):
+    out = capsys.readouterr().out
+    assert "at the VAD's start of speech (--pause-on-speech-start)" in out
+    for clip in ("user says 'hmm'", "user says 'hmmm'", "user barges in"):
         at = _clip(story, clip)
         start = next(e for e in _entries(story, "vad_start") if e.t >= at)
         pause = next(e for e in _entries(story, "pause") if e.t >= at)
         assert pause.t == start.t and pause.t - at < 0.25  # not 0.5 s into the user's speech
-    assert story.false_interruptions == [("the Paris reply", True)]
+    # the short 'hmm' pauses for at most 0.4 s: resumed as soon as its voice stopped,
+    # long before the VAD's end of speech (0.55 s of silence later)
+    hmm, hum = _clip(story, "user says 'hmm'"), _clip(story, "user says 'hmmm'")
+    (pause,) = [e for e in _entries(story, "pause") if hmm <= e.t < hum]
+    (resume,) = [e for e in _entries(story, "resume") if hmm <= e.t < hum]
+    end = next(e for e in _entries(story, "vad_end") if e.t >= hmm)
+    assert 0 < resume.t - pause.t <= 0.4 and resume.t < end.t - 0.4
+    assert _position(resume) == _position(pause)
+    assert re.search(r"paused 0\.[0-3]\d s in all", out)
+    # the 'hmmm' reaches 0.5 s of voice: an ordinary pause, resumed after the timeout
+    # (the barge-in may resume between its words before it counts: provisional ones only)
+    paris = "the Paris reply"
+    assert story.false_interruptions[:2] == [(paris, True, True), (paris, True, False)]
+    assert all(provisional for _, _, provisional in story.false_interruptions[2:])
     assert story.interrupts == [("the Paris reply", "user_turn")]
     assert story.user_turns == [_demo_data.QUESTION.words, _demo_data.BARGE_IN.words]
 
@@ -318,9 +342,11 @@ def test_every_voice_option_combination_runs(
     assert history.count("assistant 'London is cloudy today") == 1
     assert heard_file.stat().st_size > 44
     if timeout != "1e6":
-        assert "FALSE INTERRUPTION" in out and "(resumed=True)" in out
-    else:  # never resumed: the barge-in's words end the paused reply
-        assert "FALSE INTERRUPTION" not in out and "INTERRUPTED (source 'user_turn')" in out
+        assert "FALSE INTERRUPTION: no words came" in out and "(resumed=True)" in out
+    else:  # never resumed after the timeout: the barge-in's words end the paused reply
+        assert "FALSE INTERRUPTION: no words came" not in out and "INTERRUPTED (source 'user_turn')" in out
+    # with --pause-on-speech-start the short 'hmm' is a provisional false interruption
+    assert ("FALSE INTERRUPTION (provisional)" in out) == bool(early)
 
 
 @needs_vad

@@ -2,7 +2,7 @@
 
 The demo needs speech for both sides: the agent's replies (with word timings, so the
 heard text can be cut at the right word) and the user's microphone (a question, a
-"hmm" without words, a barge-in). With the optional ``espeak`` extra it is
+short "hmm" and a long "hmmm" without words, a barge-in). With the optional ``espeak`` extra it is
 synthesized live (:class:`~trio_playout.espeak.EspeakTTS`); without it the demo plays
 the copies shipped in ``trio_playout/data/``: 16 kHz mono WAV files and
 ``script.json`` (the texts and the agent's word timings). Nothing is downloaded.
@@ -44,14 +44,15 @@ class Line:
 
 QUESTION = Line("user_question", "What should I see in Paris tomorrow?",
                 "What should I see in Paris tomorrow?")
-HMM = Line("user_hmm", "Hmm.", None)  # a sound the VAD hears, but no words
+HMM = Line("user_hmm", "Hmm.", None)  # a short sound the VAD hears (0.3 s of voice), no words
+HUM = Line("user_hum", "Hmmmmm.", None)  # a long thinking "hmmm" (0.9 s of voice), no words
 BARGE_IN = Line("user_barge_in", "Wait, what about London?", "Wait, what about London?")
 REPLY_PARIS = Line("agent_paris", "Start with the Louvre in the morning, then walk along the Seine "
                    "to Notre Dame, have lunch in the Latin Quarter, and end the day at the Eiffel Tower.",
                    None)
 REPLY_LONDON = Line("agent_london", "London is cloudy today, so take an umbrella to the British Museum.",
                     None)
-USER_LINES = (QUESTION, HMM, BARGE_IN)
+USER_LINES = (QUESTION, HMM, HUM, BARGE_IN)
 AGENT_LINES = (REPLY_PARIS, REPLY_LONDON)
 
 

@@ -1,12 +1,15 @@
 """The voice demo: a user barges in on the agent, by voice, heard by the real Silero VAD.
 
 The story (``python -m trio_playout.demo``): the user asks a question; the agent
-replies; a noise on the user's microphone is not speech and changes nothing; a
-"hmm" pauses the agent, no words follow, and the reply resumes where it paused (a
-false interruption); "Wait, what about London?" pauses it again, the words confirm
-the barge-in and end the reply where it stopped; the user's turn is answered. Each
-step is printed with its time on trio's clock, so the same code runs in real time
-and, in the tests, in virtual time.
+replies; a noise on the user's microphone is not speech and changes nothing; a short
+"hmm" (0.3 s of voice) is shorter than ``min_interruption_duration`` and changes
+nothing either (with ``--pause-on-speech-start`` it pauses the agent for about 0.3 s,
+which resumes as soon as the voice stops); a long thinking "hmmm" (0.9 s of voice)
+pauses the agent, no words follow, and the reply resumes where it paused
+``false_interruption_timeout`` later (a false interruption); "Wait, what about
+London?" pauses it again, the words confirm the barge-in and end the reply where it
+stopped; the user's turn is answered. Each step is printed with its time on trio's
+clock, so the same code runs in real time and, in the tests, in virtual time.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import trio_playout as tp
 from ._demo_data import (
     BARGE_IN,
     HMM,
+    HUM,
     QUESTION,
     RATE,
     REPLY_LONDON,
@@ -41,8 +45,9 @@ from .testing import LLMReply, ScriptedLLM
 
 __all__ = ["VoiceDemo", "VoiceOptions", "run_voice_demo"]
 
+MIN_INTERRUPTION = tp.TurnOptions().min_interruption_duration
 LABELS = {REPLY_PARIS.text: "the Paris reply", REPLY_LONDON.text: "the London reply"}
-NOISE_AT, HMM_AT, BARGE_IN_AT = 0.8, 1.6, 4.2  # seconds of the Paris reply heard
+NOISE_AT, HMM_AT, HUM_AT, BARGE_IN_AT = 0.8, 1.6, 3.0, 4.6  # seconds of the Paris reply heard
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,9 @@ class VoiceDemo:
     voices: str = ""
     timeline: list[Entry] = field(default_factory=list)
     speeches: dict[str, str] = field(default_factory=dict)  # speech id -> label
-    false_interruptions: list[tuple[str, bool]] = field(default_factory=list)  # (label, resumed)
+    # (label, resumed, provisional)
+    false_interruptions: list[tuple[str, bool, bool]] = field(default_factory=list)
+    vad_ends: list[tuple[float, float]] = field(default_factory=list)  # (t, voiced seconds) per end of speech
     interrupts: list[tuple[str, str | None]] = field(default_factory=list)  # (label, source)
     user_turns: list[str] = field(default_factory=list)
     history: list[tp.ChatItem] = field(default_factory=list)
@@ -121,8 +128,9 @@ class _LoggedVAD:
                 if ev.type is tp.VADEventType.START_OF_SPEECH:
                     self.demo.log("vad_start", f"VAD (Silero): start of speech (p={ev.probability:.2f})")
                 elif ev.type is tp.VADEventType.END_OF_SPEECH:
-                    self.demo.log("vad_end", "VAD (Silero): end of speech, after "
-                                  f"{ev.silence_duration:.2f} s of silence")
+                    self.demo.log("vad_end", f"VAD (Silero): end of speech ({ev.speech_duration:.2f} s of "
+                                  f"voice, then {ev.silence_duration:.2f} s of silence)")
+                    self.demo.vad_ends.append((self.demo.timeline[-1].t, ev.speech_duration))
                 yield ev
 
 
@@ -160,9 +168,11 @@ async def _watch_events(demo: VoiceDemo, events: trio.MemoryReceiveChannel[tp.Se
             demo.log("stt_final" if ev.final else "stt_interim", f"STT (scripted), {kind}: {ev.text!r}")
         elif isinstance(ev, tp.FalseInterruption):
             label = demo.speeches.get(ev.speech.id, ev.speech.id)
-            demo.false_interruptions.append((label, ev.resumed))
-            demo.log("false_interruption", f"FALSE INTERRUPTION: no words came; {label} "
-                     f"{'resumes where it paused' if ev.resumed else 'could not resume'} "
+            demo.false_interruptions.append((label, ev.resumed, ev.provisional))
+            why = ("the voice stopped short of min_interruption_duration; " if ev.provisional
+                   else "no words came; ")
+            demo.log("false_interruption", f"FALSE INTERRUPTION{' (provisional)' if ev.provisional else ''}: "
+                     f"{why}{label} {'resumes where it paused' if ev.resumed else 'could not resume'} "
                      f"(resumed={ev.resumed})")
         elif isinstance(ev, tp.UserTurnCompleted):
             demo.user_turns.append(ev.text)
@@ -204,8 +214,10 @@ def _cues(voices: Voices, sink: HeardSink, t0: float) -> list[Cue]:
             lambda: trio.current_time() >= t0 + 0.3, "at the start"),
         Cue("noise on the user's mic (0.2 s, a chair scraping)", _noise(), None, heard(NOISE_AT),
             f"{NOISE_AT:g} s into the reply"),
-        Cue("user says 'hmm' (no words)", voices.user[HMM.name], HMM.words, heard(HMM_AT),
+        Cue("user says 'hmm' (short, no words)", voices.user[HMM.name], HMM.words, heard(HMM_AT),
             f"{HMM_AT:g} s of the reply heard"),
+        Cue("user says 'hmmm' (long, thinking aloud, no words)", voices.user[HUM.name], HUM.words,
+            heard(HUM_AT), f"{HUM_AT:g} s of the reply heard"),
         Cue("user barges in", voices.user[BARGE_IN.name], BARGE_IN.words, heard(BARGE_IN_AT),
             f"{BARGE_IN_AT:g} s of the reply heard"),
     ]
@@ -276,8 +288,9 @@ def setup_lines(kind: str, options: VoiceOptions) -> list[str]:
         agent = ("recorded: WAV files shipped in trio_playout/data (made with espeak-ng), "
                  "with their word timings")
         user = "recorded clips from trio_playout/data, played into the microphone on cue"
-    pause = ("at the VAD's start of speech (--pause-on-speech-start)" if options.pause_on_speech_start
-             else "once the user has spoken min_interruption_duration (0.5 s)")
+    pause = ("at the VAD's start of speech (--pause-on-speech-start), resumes as soon as the voice stops "
+             "short of 0.5 s" if options.pause_on_speech_start
+             else "once the user has spoken min_interruption_duration (0.5 s of voice)")
     return [
         f"  agent's voice:  {agent}",
         f"  user's mic:     {user}, 20 ms frames paced on trio's clock",
@@ -306,27 +319,44 @@ def summary_lines(demo: VoiceDemo) -> list[str]:
         out.append(f"  the noise at {_ms(s)}: " + (
             "the VAD heard no speech in it; nothing paused" if quiet else
             f"the VAD took it for speech at {_ms(heard.t if heard else None)}"))
-    for name, what in (("user says 'hmm'", "the 'hmm'"), ("user barges in", "the barge-in")):
+    starts = sorted(p.start - demo.t0 for p in demo.clips)
+    for name, what in (("user says 'hmm'", "the 'hmm'"), ("user says 'hmmm'", "the 'hmmm'"),
+                       ("user barges in", "the barge-in")):
         placed = clips.get(name)
         if placed is None:
             continue
         s = placed.start - demo.t0
-        vad, pause = demo.first("vad_start", s), demo.first("pause", s)
+        until = next((t for t in starts if t > s), math.inf)  # the next clip
+
+        def within(kind: str, s: float = s, until: float = until) -> Entry | None:
+            found = demo.first(kind, s)
+            return found if found is not None and found.t < until else None
+
+        vad, pause = within("vad_start"), within("pause")
         line = f"  {what} at {_ms(s)}: VAD start at {_ms(vad.t if vad else None)}"
         if pause is not None:
             line += f", sink paused at {_ms(pause.t)} ({1000 * (pause.t - s):.0f} ms after the sound began)"
         out.append(line)
-        if name == "user says 'hmm'":
-            length = placed.cue.audio.duration
-            if pause is not None and pause.t - s > length:
-                out.append(f"      (the sound lasted {length:.2f} s: the VAD's speech_duration, like "
-                           "livekit's Silero plugin's, counts the silence up to its end of speech)")
-            fi = demo.first("false_interruption", s)
-            end = demo.first("vad_end", s)
-            if fi is not None and end is not None:
+        if name != "user barges in":
+            voiced = next((v for t, v in demo.vad_ends if s <= t < until), None)
+            if voiced is not None:
+                out.append(f"      {voiced:.2f} s of voice by the VAD" + (
+                    f", under min_interruption_duration ({MIN_INTERRUPTION:g} s): nothing paused"
+                    if pause is None and voiced < MIN_INTERRUPTION else ""))
+            fi, end = within("false_interruption"), within("vad_end")
+            if fi is not None and pause is not None and "(provisional)" in fi.text:
+                out.append(f"      {fi.text.split(': ', 1)[1]} at {_ms(fi.t)}: paused "
+                           f"{fi.t - pause.t:.2f} s in all")
+            elif fi is not None and end is not None:
                 out.append(f"      {fi.text.split(': ', 1)[1]} at {_ms(fi.t)}, "
                            f"{fi.t - end.t:.2f} s after the user stopped speaking")
         else:
+            flips = [e for e in demo.timeline if e.kind == "false_interruption" and s <= e.t < until]
+            again = [e for e in demo.timeline if e.kind == "pause" and s <= e.t < until][1:]
+            if flips and again:
+                out.append("      the voice stopped between words before it was a barge-in: resumed at "
+                           f"{', '.join(_ms(e.t) for e in flips)} (provisional), paused again at "
+                           f"{', '.join(_ms(e.t) for e in again)}")
             words, cut = demo.first("stt_final", s), demo.first("interrupt", s)
             if cut is not None:
                 kept = [i.text for i in demo.history if isinstance(i, tp.ChatMessage) and i.interrupted]

@@ -1,11 +1,15 @@
 """The trio-playout demo: a user barges in on a voice agent, in real time.
 
-Run ``python -m trio_playout.demo`` (the voice scenario, about 17 s). The user asks a
+Run ``python -m trio_playout.demo`` (the voice scenario, about 18 s). The user asks a
 question by voice; the agent replies. A noise on the user's microphone is not speech
-and changes nothing. A "hmm" pauses the agent; no words follow, so the reply resumes
-where it paused, without skipping a word (a false interruption). "Wait, what about
-London?" pauses it again; the words confirm the barge-in, the reply ends where it
-stopped, and the user's turn gets one answer. The real Silero VAD listens to the
+and changes nothing; a short "hmm" (0.3 s of voice) is shorter than
+``min_interruption_duration`` and changes nothing either. A long thinking "hmmm"
+(0.9 s) pauses the agent; no words follow, so the reply resumes where it paused,
+without skipping a word (a false interruption). "Wait, what about London?" pauses it
+again; the words confirm the barge-in, the reply ends where it stopped, and the
+user's turn gets one answer. With ``--pause-on-speech-start`` every sound the VAD
+takes for speech pauses the agent at once, and the short "hmm" resumes it about
+0.3 s later, as soon as the voice stops. The real Silero VAD listens to the
 microphone; the speech-to-text is scripted. The timeline says when each thing
 happened, and ``--heard out.wav`` writes what the user heard.
 
@@ -207,7 +211,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                             "(default)")
     voice.add_argument("--pause-on-speech-start", action="store_true", default=None,
                        help="pause the agent at the VAD's start of speech already, not after "
-                            "0.5 s of the user's speech (TurnOptions(pause_on_speech_start=True))")
+                            "0.5 s of the user's speech, and resume at once when the voice stops "
+                            "short of that (TurnOptions(pause_on_speech_start=True))")
     voice.add_argument("--false-interruption-timeout", type=_seconds(allow_inf=False), default=None,
                        metavar="S", help="seconds of silence without words after the user's speech "
                                          "before a paused reply resumes (default 2.0, livekit's)")
