@@ -53,6 +53,7 @@ class Stamps:
     vad_probs: list[tuple[float, float]] = field(default_factory=list)  # (window end in audio s, p)
     vad_decision: float | None = None  # the first p >= threshold, as the event loop gets it
     vad_decision_window: float | None = None
+    vad_speaking: list[float] = field(default_factory=list)  # analyzer state turned SPEAKING
     interruptions: list[float] = field(default_factory=list)  # InterruptionFrame at the output
     llm_runs: list[float] = field(default_factory=list)
     reply_created: dict[int, float] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class StampedSilero(SileroVADAnalyzer):
         self._threshold = threshold
         self._lock = threading.Lock()
         self._windows = 0
+        self._last_state = VADState.QUIET
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = super().voice_confidence(buffer)  # returned as pipecat made it
@@ -86,7 +88,11 @@ class StampedSilero(SileroVADAnalyzer):
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         seen = len(self._stamps.vad_probs)
+        before = self._last_state
         state: VADState = await super().analyze_audio(buffer)
+        self._last_state = state
+        if state == VADState.SPEAKING and before != VADState.SPEAKING and self._stamps.w0 is not None:
+            self._stamps.vad_speaking.append(time.perf_counter())
         if self._stamps.vad_decision is None and self._stamps.w0 is not None:
             for at, p in self._stamps.vad_probs[seen:]:
                 if p >= self._threshold:

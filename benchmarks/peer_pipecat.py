@@ -261,6 +261,7 @@ async def _run_pipeline(
             "vad_decision_window_end": stamps.vad_decision_window,
             "vad_windows_over_threshold": len(crossing),
             "vad_first_crossing_audio_s": crossing[0] if crossing else None,
+            "vad_speaking_at": [round(t - w0, 5) for t in stamps.vad_speaking],
             "interruptions_at_output": [round(t - w0, 5) for t in stamps.interruptions],
             "transcript_at": (None if stamps.transcript_at is None
                               else round(stamps.transcript_at - w0, 5)),
@@ -288,7 +289,7 @@ def run_trial(spec: dict[str, Any], trial: dict[str, Any],
     result, history = asyncio.run(asyncio.wait_for(_run_pipeline(spec, trial, pcm), limit))
     out.update(result)
     if str(trial.get("scenario", "")).startswith("S9"):
-        key = (trial.get("speak_at"), trial["duration"], trial.get("onset"))
+        key = (trial.get("speak_at"), trial["duration"])
         if key not in baselines:
             quiet = dict(trial, transcript=None, id=f"{trial.get('id')}-baseline")
             _, baselines[key] = asyncio.run(asyncio.wait_for(
