@@ -15,7 +15,7 @@ always land at the same phase of the microphone's or the TTS writer's 20 ms beat
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -281,24 +281,44 @@ def audible_onset(pcm: bytes, *, block_s: float = 0.005, rel: float = 0.1) -> fl
     return first * block_s
 
 
-async def run_silero(n: int, warmup: int, progress: Progress, *, phrase: str) -> RunResult:
+async def _settled(sink: ProbeSink, vad: StampedVAD, p0: int, r0: int, s0: int, within: float) -> bool:
+    """Wait (at most ``within`` s) until the VAD's end of speech came and every pause since
+    ``p0`` was resumed (with ``pause_on_speech_start`` a phrase may pause, resume between
+    its words, and pause again)."""
+    with trio.move_on_after(within):
+        while not (_after(vad.stamps, s0, lambda s: s.type is E.END_OF_SPEECH) is not None
+                   and len(sink.stamps.pauses) > p0
+                   and len(sink.stamps.resumes) - r0 == len(sink.stamps.pauses) - p0):
+            await sink.changed.wait()
+        return True
+    return False
+
+
+async def run_silero(n: int, warmup: int, progress: Progress, *, phrases: Sequence[str],
+                     on_start: bool = False) -> RunResult:
     """(d) real speech through the real Silero VAD: audible onset -> the sink paused.
 
-    The clip (espeak-ng) is played into the paced microphone at a frame boundary
-    while the agent speaks; the onset's wall time is the microphone's start plus the
-    onset's audio time (a live microphone hears the sample then; it delivers it at
-    the end of its 20 ms frame).
+    Each cycle plays the next of ``phrases`` (espeak-ng) into the paced microphone at a
+    frame boundary while the agent speaks; the onset's wall time is the microphone's
+    start plus the onset's audio time (a live microphone hears the sample then; it
+    delivers it at the end of its 20 ms frame). The decision is the ``INFERENCE``
+    whose voiced ``speech_duration`` reaches ``min_interruption_duration``, or with
+    ``on_start`` (``pause_on_speech_start=True``) the ``START_OF_SPEECH``; the pause
+    measured is the first of the cycle (a provisional pause may resume between words
+    and pause again: ``pauses_per_cycle`` counts them).
     """
     from trio_playout.espeak import EspeakTTS
     from trio_playout.silero import SileroVAD
 
-    clip = EspeakTTS().render_sync(phrase, sample_rate=RATE).data
-    onset_s = audible_onset(clip)
-    tape: dict[str, int] = {"start": -1}
+    tts = EspeakTTS()
+    clips = [tts.render_sync(phrase, sample_rate=RATE).data for phrase in phrases]
+    onsets = [audible_onset(clip) for clip in clips]
+    tape: dict[str, int] = {"start": -1, "clip": 0}
     mic = StampedMic()
     size = 2 * mic.samples
 
     def source(k: int) -> bytes:
+        clip = clips[tape["clip"]]
         offset = (k - tape["start"]) * size
         if tape["start"] < 0 or offset < 0 or offset >= len(clip):
             return mic._silence
@@ -306,16 +326,25 @@ async def run_silero(n: int, warmup: int, progress: Progress, *, phrase: str) ->
         return chunk + bytes(size - len(chunk))
 
     mic.source = source
-    vad = StampedVAD(SileroVAD(), mic)
+    silero = SileroVAD()
+    vad = StampedVAD(silero, mic)
     sink = ProbeSink()
     turn = tp.TurnOptions(min_interruption_duration=MIN_INTERRUPTION_S,
-                          false_interruption_timeout=SILERO_FALSE_TIMEOUT_S)
+                          false_interruption_timeout=SILERO_FALSE_TIMEOUT_S, pause_on_speech_start=on_start)
     res = RunResult(params={"min_interruption_duration": MIN_INTERRUPTION_S,
-                            "false_interruption_timeout": SILERO_FALSE_TIMEOUT_S, "phrase": phrase,
-                            "clip_s": len(clip) / 2 / RATE, "audible_onset_in_clip_s": onset_s,
-                            "silero": "SileroVAD() defaults: min_speech 0.05 s, min_silence 0.55 s, "
-                                      "threshold 0.5"})
+                            "false_interruption_timeout": SILERO_FALSE_TIMEOUT_S,
+                            "pause_on_speech_start": on_start,
+                            "provisional_resume_silence": turn.provisional_resume_silence,
+                            "phrases": list(phrases),
+                            "clip_s": [len(c) / 2 / RATE for c in clips],
+                            "audible_onset_in_clip_s": onsets,
+                            "decision": "START_OF_SPEECH" if on_start else "INFERENCE, voiced >= 0.5 s",
+                            "silero": f"SileroVAD() defaults: min_speech {silero.min_speech_duration} s, "
+                                      f"min_silence {silero.min_silence_duration} s, threshold "
+                                      f"{silero.activation_threshold}/{silero.deactivation_threshold:.2f}, "
+                                      f"{1000 * silero.window_duration:.0f} ms windows"})
     rng = random.Random(4)
+    flips: dict[str, int] = {}  # pauses per cycle -> cycles
     async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(frame_duration=FRAME_S), output=sink,
                                audio_input=mic, vad=vad, turn=turn) as session:
         speech: tp.SpeechHandle | None = None
@@ -326,18 +355,25 @@ async def run_silero(n: int, warmup: int, progress: Progress, *, phrase: str) ->
                 await wrote.wait()
             p0, r0, s0 = len(sink.stamps.pauses), len(sink.stamps.resumes), len(vad.stamps)
             start_frame = mic.delivered + 2
+            tape["clip"] = i % len(clips)
             tape["start"] = start_frame
-            onset_ns = mic.t0_ns + round((start_frame * mic.frame_s + onset_s) * 1e9)
-            ok = await _resumed(sink, r0, 2 * CYCLE_TIMEOUT_S)
-            cross = _after(vad.stamps, s0, lambda s: s.type is E.INFERENCE
-                           and s.speech_duration >= MIN_INTERRUPTION_S)
+            onset_ns = mic.t0_ns + round((start_frame * mic.frame_s + onsets[tape["clip"]]) * 1e9)
+            ok = await _settled(sink, vad, p0, r0, s0, 2 * CYCLE_TIMEOUT_S)
+            if on_start:
+                decision = _after(vad.stamps, s0, lambda s: s.type is E.START_OF_SPEECH)
+            else:
+                decision = _after(vad.stamps, s0, lambda s: s.type is E.INFERENCE
+                                  and s.speech_duration >= MIN_INTERRUPTION_S)
             pauses = sink.stamps.pauses[p0:]
-            if not ok or cross is None or len(pauses) != 1 or not onset_ns < cross.ns < pauses[0]:
-                res.bad(f"cycle {i}: ok={ok} decision={cross is not None} pauses={len(pauses)}")
+            if (not ok or decision is None or not pauses or (not on_start and len(pauses) != 1)
+                    or not onset_ns < decision.ns < pauses[0]):
+                res.bad(f"cycle {i}: ok={ok} decision={decision is not None} pauses={len(pauses)}")
             elif i >= warmup:
                 res.add("onset_to_pause", pauses[0] - onset_ns)
-                res.add("onset_to_decision", cross.ns - onset_ns)
-                res.add("decision_to_pause", pauses[0] - cross.ns)
+                res.add("onset_to_decision", decision.ns - onset_ns)
+                res.add("decision_to_pause", pauses[0] - decision.ns)
+                flips[str(len(pauses))] = flips.get(str(len(pauses)), 0) + 1
             progress(i + 1, warmup + n)
             await trio.sleep(0.2 + rng.uniform(0.0, 0.04))
+    res.params["pauses_per_cycle"] = flips
     return res

@@ -27,9 +27,13 @@ Configurations (the letters of the task):
 - ``floor``: the same microphone and VAD read by a bare loop (no session): the cost
   of the stamps and of an async-generator hop, the floor under every row.
 - ``silero`` (d): espeak-ng speech played into the microphone, the real
-  ``SileroVAD``: audible onset -> decision -> paused (smaller N: each sample is
-  seconds of real speech and silence). Skipped, with the reason, without the ``vad``
-  and ``espeak`` extras.
+  ``SileroVAD``: audible onset -> decision (0.5 s of *voiced* speech) -> paused
+  (smaller N: each sample is seconds of real speech and silence). Skipped, with the
+  reason, without the ``vad`` and ``espeak`` extras.
+- ``silero-start`` (d'): the same with ``pause_on_speech_start=True``: audible onset
+  -> Silero's ``START_OF_SPEECH`` -> paused, issue 12's "voice onset -> agent audio
+  silent" (target p50 <= 150 ms, p99 <= 200 ms). The onset is the first 5 ms block at
+  10% of the clip's loudest (where a listener hears the speech begin).
 
 The VAD that drives (a)-(c) yields a crossing ``INFERENCE`` at once instead of after
 0.5 s of speech (:class:`~benchmarks._voice_probe.DrivenVAD`); the session only
@@ -65,7 +69,9 @@ from benchmarks.stats import format_ns, format_ratio, ratio, summarize
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "voice"
 GOAL_NS = 1_000_000  # p99 < 1 ms from the VAD decision to the sink stopped
-SILERO_PHRASE = "No, stop, wait a second."
+# Five barge-ins, one per cycle in turn (commas included: a pause between words is real)
+SILERO_PHRASES = ("No, stop, wait a second.", "Hold on, I have a question.",
+                  "Excuse me, can I ask something?", "Wait, what about London?", "Sorry, one more thing.")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("interrupt", "(b) sink that cannot pause: interrupt", 1000, 20, 50),
     Spec("floor", "floor: the instruments without a session", 1000, 20, 50),
     Spec("silero", "(d) real Silero VAD on espeak-ng speech", 60, 2, 2),
+    Spec("silero-start", "(d') real Silero VAD, pause_on_speech_start=True", 100, 5, 2),
 )}
 
 # (config, metric, label, judged against the 1 ms goal)
@@ -106,6 +113,9 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("silero", "decision_to_pause", "(d) Silero decision -> sink paused", True),
     ("silero", "onset_to_decision", "(d) audible onset -> Silero decision", False),
     ("silero", "onset_to_pause", "(d) audible onset -> sink paused", False),
+    ("silero-start", "decision_to_pause", "(d') Silero START_OF_SPEECH -> sink paused", True),
+    ("silero-start", "onset_to_decision", "(d') audible onset -> Silero START_OF_SPEECH", False),
+    ("silero-start", "onset_to_pause", "(d') audible onset -> sink paused (agent silent)", False),
 ]
 BASELINE = ("pause", "decision_to_pause")
 
@@ -120,7 +130,8 @@ def _runner(name: str) -> Callable[[int, int, Callable[[int, int], None]], Await
         "pause-x16": runs.run_pause_many,
         "interrupt": runs.run_interrupt,
         "floor": runs.run_floor,
-        "silero": partial(runs.run_silero, phrase=SILERO_PHRASE),
+        "silero": partial(runs.run_silero, phrases=SILERO_PHRASES),
+        "silero-start": partial(runs.run_silero, phrases=SILERO_PHRASES, on_start=True),
     }
     return table[name]
 
@@ -149,7 +160,7 @@ def worker(name: str, n: int, warmup: int, gc_mode: str, out: Path) -> int:
 
     t0 = time.perf_counter()
     try:
-        missing = _silero_missing() if name == "silero" else None
+        missing = _silero_missing() if name.startswith("silero") else None
         if missing is not None:
             doc.update(status="skipped", reason=missing, metrics={}, invalid=0, notes=[], params={})
         else:
@@ -185,8 +196,9 @@ def run_all(names: list[str], *, quick: bool, n: int | None, gc_mode: str, out_d
     env["loadavg_at_start"] = os.getloadavg()
     for name in names:
         spec = SPECS[name]
-        count = n if n is not None and name != "silero" else (spec.n_quick if quick else spec.n)
-        warmup = min(spec.warmup, 3 if name != "silero" else 1) if quick else spec.warmup
+        silero = name.startswith("silero")
+        count = n if n is not None and not silero else (spec.n_quick if quick else spec.n)
+        warmup = min(spec.warmup, 3 if not silero else 1) if quick else spec.warmup
         path = raw / f"{name}.json"
         path.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "benchmarks.voice_latency", "--worker", name, "--n", str(count),

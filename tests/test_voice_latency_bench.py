@@ -62,7 +62,7 @@ def test_audible_onset_finds_the_first_loud_block() -> None:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("voice")
-    configs = [name for name in SPECS if name != "silero" or HAVE_SILERO]
+    configs = [name for name in SPECS if not name.startswith("silero") or HAVE_SILERO]
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.voice_latency", "--quick", "--n", "8",
          "--configs", ",".join(configs), "--out", str(out)],
@@ -105,9 +105,16 @@ def test_quick_run_intervals_are_causal(quick_run: tuple[Path, dict[str, Any]]) 
     assert all(0 < c <= d for c, d in pairs)
     m = configs["floor"]["metrics"]
     assert all(v > 0 for v in m["yield_to_consumer"] + m["frame_to_decision"])
-    if "silero" in configs:
-        m = configs["silero"]["metrics"]
-        assert m["onset_to_pause"], configs["silero"]["notes"]
+    for name in ("silero", "silero-start"):
+        if name not in configs:
+            continue
+        m = configs[name]["metrics"]
+        assert m["onset_to_pause"], configs[name]["notes"]
         triples = zip(m["onset_to_pause"], m["onset_to_decision"], m["decision_to_pause"], strict=True)
         for total, vad, core in triples:
             assert vad > 0 and core > 0 and total == vad + core
+    if "silero" in configs and "silero-start" in configs:
+        # pausing at the start of speech is sooner than after 0.5 s of voiced speech
+        start, full = configs["silero-start"]["summary"], configs["silero"]["summary"]
+        assert start["onset_to_decision"]["max"] < full["onset_to_decision"]["min"]
+        assert configs["silero"]["params"]["pauses_per_cycle"].keys() == {"1"}
