@@ -342,3 +342,12 @@ def test_importing_the_module_is_light() -> None:
             "'trio_playout.espeak', 'trio_playout.silero', 'trio_playout.sphinx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_rules_keeps_the_last_thousand(autojump_clock: trio.abc.Clock) -> None:
+    llm = RuleLLM(first_delay=0.0, delta_delay=0.0)
+    for i in range(1005):
+        text = "hello" if i < 5 else "bye"
+        async for _ in llm.stream(tp.LLMRequest([tp.ChatMessage("user", text)], [])):
+            pass
+    assert llm.rules == ["goodbye"] * 1000

@@ -36,6 +36,8 @@ _TEXT_PARAMS = frozenset({"query", "text", "question", "topic", "utterance", "re
 _PLACE_STOP = frozenset({"today", "tomorrow", "tonight", "now", "right", "please", "this", "at", "on",
                          "and", "then", "is", "it", "will", "be"})
 
+_KEEP_RULES = 1000
+
 _GOODBYE = ("goodbye", "bye", "bye bye", "good night", "see you", "farewell", "that's all", "that is all")
 _GREETING = ("hello", "hi", "hey", "good morning", "good afternoon", "good evening", "greetings", "howdy")
 _THANKS = ("thanks", "thank you", "thank")
@@ -120,7 +122,8 @@ class RuleLLM:
     The answer streams as :func:`split_deltas` pieces: ``first_delay`` seconds before
     the first one, ``delta_delay`` between them, on trio's clock (virtual time under
     ``MockClock``). :meth:`reply` gives the decision without streaming;
-    :attr:`rules` records the rule of each step, in order.
+    :attr:`rules` records the rule of each step, in order (the last 1000, so a
+    long-lived one shared by many sessions does not grow without bound).
     """
 
     first_delay: float = 0.2
@@ -138,6 +141,7 @@ class RuleLLM:
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         reply = self.reply(request)
         self.rules.append(reply.rule)
+        del self.rules[:-_KEEP_RULES]
         await trio.sleep(self.first_delay)
         for i, piece in enumerate(split_deltas(reply.text)):
             if i and self.delta_delay:
