@@ -769,6 +769,7 @@ def _scenario(draw: st.DrawFn) -> tuple[TurnOptions, str, list[tuple[float, str,
         min_endpointing_delay=draw(st.sampled_from([0.0, 0.5, 1.0])),
         auto_reply=draw(st.booleans()),
         pause_on_speech_start=draw(st.booleans()),
+        provisional_resume_silence=draw(st.sampled_from([0.0, 0.05, 0.15])),
     )
     mode = draw(st.sampled_from(["both", "both", "vad", "stt"]))
     inputs: list[tuple[float, str, object]] = []
@@ -777,9 +778,13 @@ def _scenario(draw: st.DrawFn) -> tuple[TurnOptions, str, list[tuple[float, str,
         t += draw(_tenths) + 0.1
         length = draw(_tenths) + 0.1
         inputs.append((t, "start", None))
-        k = 1
+        k, voiced, silent = 1, 0, 0  # windows of 0.1 s: voiced ones, and the silence run
         while k / 10 < length:
-            inputs.append((t + k / 10, "inference", k / 10))
+            if draw(st.integers(0, 3)) == 0:  # a pause between words (a real VAD reports it)
+                silent += 1
+            else:
+                voiced, silent = voiced + 1, 0
+            inputs.append((t + k / 10, "inference", (voiced / 10, silent / 10)))
             k += 1
         inputs.append((t + length, "end", None))
         for _ in range(draw(st.integers(0, 2))):
@@ -827,8 +832,8 @@ def test_property_turns_words_pauses(scenario: tuple[TurnOptions, str, list[tupl
         if kind == "start":
             sim.run(rules.start_of_speech(t))
         elif kind == "inference":
-            assert isinstance(value, float)
-            sim.run(rules.inference(t, value))
+            assert isinstance(value, tuple)
+            sim.run(rules.inference(t, *value))
         elif kind == "end":
             sim.run(rules.end_of_speech(t))
         else:

@@ -42,6 +42,17 @@ Decisions (the rules in :class:`SpeechDetector`, pure Python):
   audible sample) and changes nothing; and the silence run lets a provisional pause
   (``TurnOptions.pause_on_speech_start``) resume after
   ``TurnOptions.provisional_resume_silence`` instead of waiting for the end of speech.
+- How soon a start is reported (what ``pause_on_speech_start`` waits for): the
+  start comes at the end of the second 32 ms window over the threshold
+  (``min_speech_duration`` 0.05 rounds up to two windows), so 64 ms of voice plus
+  the phase of the onset within its window, plus the microphone's frame (a window
+  is analysed when the frame that completes it arrives). Measured on espeak speech
+  in virtual time: 0.06-0.15 s after the first audible sample (median 0.10); the
+  session's own share is about 0.1 ms. ``min_speech_duration=0.03`` (one window)
+  would start ~32 ms sooner, but then a single loud window (a click, a plosive of
+  someone else's speech) would pause the agent; the default stays livekit's 0.05.
+  The end of a provisional pause does not wait for ``min_silence_duration``: it
+  reads the silence run (``TurnOptions.provisional_resume_silence``, two windows).
 - Probabilities are used raw. livekit also smooths them (exponential filter), which
   delays the start by a window or two; the ``min_speech_duration`` debounce already
   rejects clicks, and a 0.2 s burst of white noise scores below 0.1 on this model.
