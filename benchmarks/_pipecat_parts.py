@@ -51,9 +51,8 @@ class Stamps:
 
     w0: float | None = None
     vad_probs: list[tuple[float, float]] = field(default_factory=list)  # (window end in audio s, p)
-    vad_decision: float | None = None  # the first p >= threshold, as the event loop gets it
-    vad_decision_window: float | None = None
-    vad_speaking: list[float] = field(default_factory=list)  # analyzer state turned SPEAKING
+    # every VAD result as the event loop receives it: (t, "inference"|"start"|"end", p, window end)
+    vad_events: list[tuple[float, str, float | None, float | None]] = field(default_factory=list)
     interruptions: list[float] = field(default_factory=list)  # InterruptionFrame at the output
     llm_runs: list[float] = field(default_factory=list)
     reply_created: dict[int, float] = field(default_factory=dict)
@@ -62,21 +61,22 @@ class Stamps:
 
 
 class StampedSilero(SileroVADAnalyzer):
-    """Pipecat's Silero analyzer, unchanged, with its per-window confidences stamped.
+    """Pipecat's Silero analyzer, unchanged, with its results stamped as the pipeline gets them.
 
     The model runs in the analyzer's own executor thread (pipecat's design);
     :meth:`voice_confidence` records each window's probability there, and
-    :meth:`analyze_audio` stamps the first one at or above ``threshold`` when the
-    result is back on the event loop, i.e. when the pipeline receives it.
+    :meth:`analyze_audio` stamps each new window ("inference") when the result is
+    back on the event loop, i.e. when the pipeline receives it, followed by
+    "start"/"end" when pipecat's VAD state turns SPEAKING / QUIET (its
+    ``start_secs``/``stop_secs`` rules, the events the user aggregator acts on).
     """
 
-    def __init__(self, *, params: VADParams, stamps: Stamps, threshold: float) -> None:
+    def __init__(self, *, params: VADParams, stamps: Stamps) -> None:
         super().__init__(sample_rate=16000, params=params)
         self._stamps = stamps
-        self._threshold = threshold
         self._lock = threading.Lock()
         self._windows = 0
-        self._last_state = VADState.QUIET
+        self._speaking = False
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = super().voice_confidence(buffer)  # returned as pipecat made it
@@ -88,17 +88,20 @@ class StampedSilero(SileroVADAnalyzer):
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         seen = len(self._stamps.vad_probs)
-        before = self._last_state
         state: VADState = await super().analyze_audio(buffer)
-        self._last_state = state
-        if state == VADState.SPEAKING and before != VADState.SPEAKING and self._stamps.w0 is not None:
-            self._stamps.vad_speaking.append(time.perf_counter())
-        if self._stamps.vad_decision is None and self._stamps.w0 is not None:
-            for at, p in self._stamps.vad_probs[seen:]:
-                if p >= self._threshold:
-                    self._stamps.vad_decision = time.perf_counter()
-                    self._stamps.vad_decision_window = at
-                    break
+        if self._stamps.w0 is None:
+            return state
+        now = time.perf_counter()
+        events = self._stamps.vad_events
+        for at, p in self._stamps.vad_probs[seen:]:
+            events.append((now, "inference", p, at))
+        # the VADController's view: STARTING/STOPPING change nothing, SPEAKING/QUIET do
+        if state == VADState.SPEAKING and self._speaking is False:
+            self._speaking = True
+            events.append((now, "start", None, None))
+        elif state == VADState.QUIET and self._speaking:
+            self._speaking = False
+            events.append((now, "end", None, None))
         return state
 
 

@@ -166,7 +166,7 @@ async def _run_pipeline(
     end = float(trial.get("end") or 0.0)
     duration = float(trial["duration"])
 
-    vad = StampedSilero(params=VADParams(**vp), stamps=stamps, threshold=threshold)
+    vad = StampedSilero(params=VADParams(**vp), stamps=stamps)
     mic = WavMic(TransportParams(audio_in_enabled=True, audio_in_sample_rate=RATE_IN), in_ready)
     stt = ScriptedSTT(text=transcript, at=end + 0.2 if transcript else None, stamps=stamps)
     context = LLMContext(messages=[{"role": "system", "content": "You are the benchmark agent."}])
@@ -233,22 +233,31 @@ async def _run_pipeline(
         except (asyncio.TimeoutError, asyncio.CancelledError):
             running.cancel()
 
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - w0, 5)
+
     onset = float(trial.get("onset") or 0.0)
     after = [r for r, t in stamps.reply_created.items() if onset <= t - w0 <= trial_end]
     agent_reply = 1 if speak_at is not None and 1 in stamps.reply_created else None
-    decision = stamps.vad_decision - w0 if stamps.vad_decision is not None else None
+    events = [(t - w0, kind, p, at) for t, kind, p, at in stamps.vad_events]
+    # the same definitions as the other peers (benchmarks._peer_sink.analyse)
+    crossings = [(t, at) for t, kind, p, at in events
+                 if kind == "inference" and p is not None and p >= threshold]
+    decided = next(((t, at) for t, at in crossings if t >= onset - 0.02), None)
+    decision = decided[0] if decided else None
     facts: SinkFacts = analyse(
         [p for p in speaker.played if p.start - w0 < trial_end], w0=w0, onset=onset,
         trial_end=trial_end, vad_decision=decision,
         agent_reply=agent_reply,
         agent_frames=stamps.reply_frames.get(1) if agent_reply is not None else None,
         answer_replies=after)
-    crossing = [round(at, 4) for at, p in stamps.vad_probs if p >= threshold]
-    result = {
+    stopped = facts.stopped
+    decisive = [e for e in events if stopped is not None and e[0] <= stopped]
+    result: dict[str, Any] = {
         "vad_decision": None if decision is None else round(decision, 5),
-        "stopped": None if facts.stopped is None else round(facts.stopped, 5),
+        "stopped": None if stopped is None else round(stopped, 5),
         "stop_kind": facts.stop_kind,
-        "played_after_decision": facts.played_after_decision,
+        "played_after_decision": facts.played_after_decision if stopped is not None else None,
         "resumed": facts.resumed,
         "resumed_at": facts.resumed_at,
         "skipped": facts.skipped,
@@ -256,18 +265,28 @@ async def _run_pipeline(
         "reply_first_frame": (None if facts.reply_first_frame is None
                               else round(facts.reply_first_frame, 5)),
         "replies": sum(1 for t in stamps.llm_runs if onset <= t - w0 <= trial_end),
+        # extras the harness reads (benchmarks.voice_peers), defined as the other peers do
+        "onset": trial.get("onset"), "end": trial.get("end"),
+        "vad_start": next((t for t, k, _p, _a in events if k == "start" and t >= onset - 0.02), None),
+        "vad_end": next((t for t, k, _p, _a in events if k == "end" and t >= onset), None),
+        "decisive_event": ({"t": decisive[-1][0], "kind": decisive[-1][1], "speech_duration": None}
+                           if decisive else None),
+        "decisive_to_stopped": (stopped - decisive[-1][0]) if decisive and stopped is not None else None,
+        "paused_for": (facts.resumed_at - stopped) if stopped is not None and facts.resumed_at else None,
+        "transcript_at": rel(stamps.transcript_at),
+        "early_crossings": sum(1 for t, _at in crossings if t < onset - 0.02),
+        "history": history,
         "details": {
             **facts.details,
-            "vad_decision_window_end": stamps.vad_decision_window,
-            "vad_windows_over_threshold": len(crossing),
-            "vad_first_crossing_audio_s": crossing[0] if crossing else None,
-            "vad_speaking_at": [round(t - w0, 5) for t in stamps.vad_speaking],
-            "interruptions_at_output": [round(t - w0, 5) for t in stamps.interruptions],
-            "transcript_at": (None if stamps.transcript_at is None
-                              else round(stamps.transcript_at - w0, 5)),
-            "llm_runs": [round(t - w0, 5) for t in stamps.llm_runs],
+            "played_after_decision_to_trial_end": (facts.played_after_decision
+                                                   if stopped is None else None),
+            "vad_decision_window_end": decided[1] if decided else None,
+            "vad_windows_over_threshold": len(crossings),
+            "vad_starts": [round(t, 5) for t, k, _p, _a in events if k == "start"],
+            "vad_ends": [round(t, 5) for t, k, _p, _a in events if k == "end"],
+            "interruptions_at_output": [rel(t) for t in stamps.interruptions],
+            "llm_runs": [rel(t) for t in stamps.llm_runs],
             "trial_end": round(trial_end, 5),
-            "history": history,
         },
     }
     return result, history
