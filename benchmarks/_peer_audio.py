@@ -103,7 +103,8 @@ def read_wav(path: str | Path) -> Int16Array:
     with wave.open(str(path), "rb") as w:
         if w.getframerate() != RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
             raise ValueError(f"{path}: expected 16 kHz mono int16")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
+        out: Int16Array = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
+        return out
 
 
 def make(kind: str, onset: float, out_dir: Path, name: str, seed: int) -> TrialAudio:

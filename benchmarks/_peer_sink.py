@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -95,7 +95,8 @@ class PlayHead:
     rate: int = TTS_RATE
     queue: list[_Chunk] = field(default_factory=list)
     played: list[Played] = field(default_factory=list)
-    stops: list[tuple[float, str]] = field(default_factory=list)  # (t, "pause"|"clear") while audio was playing
+    # (t, "pause" | "clear"), only while audio was playing
+    stops: list[tuple[float, str]] = field(default_factory=list)
     resumes: list[float] = field(default_factory=list)
     received: list[tuple[float, int, int, int]] = field(default_factory=list)  # (t, kind, c0, n)
     paused: bool = False
@@ -301,3 +302,87 @@ def write_out(path: str, out: dict[str, Any]) -> None:
 
 def agent_seconds(spec: dict[str, Any], text: str) -> float:
     return len(text) * float(spec["agent_seconds_per_char"])
+
+
+# -- summaries of OUT records (used by the harness) -------------------------------------
+
+
+def _sub(a: str, b: str) -> Callable[[dict[str, Any]], float | None]:
+    def f(r: dict[str, Any]) -> float | None:
+        x, y = r.get(a), r.get(b)
+        return None if x is None or y is None else float(x) - float(y)
+    return f
+
+
+def _s10_overhead(r: dict[str, Any]) -> float | None:
+    """First answer frame after the moment trio's endpointing rule allows it:
+    max(END_OF_SPEECH received + 0.5 s, final transcript received)."""
+    first, end, tr = r.get("reply_first_frame"), r.get("vad_end"), r.get("transcript_at")
+    if first is None or end is None:
+        return None
+    return float(first) - max(float(end) + 0.5, float(tr) if tr is not None else 0.0)
+
+
+def _resume_late(r: dict[str, Any]) -> float | None:
+    a, e, t = r.get("resumed_at"), r.get("vad_end"), r.get("false_interruption_timeout")
+    return None if a is None or e is None or t is None else float(a) - float(e) - float(t)
+
+
+# (name, scenario, value in seconds from one trial record)
+METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
+    ("S8 onset -> VAD decision", "S8", _sub("vad_decision", "onset")),
+    ("S8 VAD decision -> stopped", "S8", _sub("stopped", "vad_decision")),
+    ("S8 onset -> stopped", "S8", _sub("stopped", "onset")),
+    ("S8 deciding VAD event -> stopped", "S8", lambda r: r.get("decisive_to_stopped")),
+    ("S8 audio played after decision", "S8", lambda r: r.get("played_after_decision")),
+    ("S9 burst: onset -> stopped", "S9-burst", _sub("stopped", "onset")),
+    ("S9 burst: paused for", "S9-burst", lambda r: r.get("paused_for")),
+    ("S9 burst: resume late vs VAD end + timeout", "S9-burst", _resume_late),
+    ("S10 t1 -> first answer frame", "S10", _sub("reply_first_frame", "end")),
+    ("S10 t1 -> VAD end of speech received", "S10", _sub("vad_end", "end")),
+    ("S10 first frame - trio's endpoint rule", "S10", _s10_overhead),
+]
+
+
+def measured(out: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+    """The measured trials of one scenario (no warm-up), with the spec's onset, end and
+    duration and the false-interruption timeout filled in (a peer may omit them)."""
+    spec = {t["id"]: t for t in out.get("spec_trials", [])}
+    timeout = out.get("settings", {}).get("false_interruption_timeout")
+    rows = []
+    for t in out.get("trials", []):
+        if t.get("scenario") != scenario or str(t.get("id", "")).startswith("warmup"):
+            continue
+        s = spec.get(t.get("id"), {})
+        rows.append({**{k: s.get(k) for k in ("onset", "end", "duration")},
+                     "false_interruption_timeout": timeout, **t})
+    return rows
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Per configuration: each metric's summary (seconds) and the scenario counts."""
+    from benchmarks.stats import summarize
+
+    table: dict[str, Any] = {}
+    for key, out in results.items():
+        if out.get("skipped"):
+            continue
+        metrics: dict[str, Any] = {}
+        for name, scen, get in METRICS:
+            vals = [v for t in measured(out, scen) if not t.get("error") and (v := get(t)) is not None]
+            s = summarize(vals)
+            metrics[name] = s.as_dict() if s is not None else None
+        counts: dict[str, Any] = {}
+        for scen in ("S8", "S9-burst", "S9-click", "S10"):
+            ts = measured(out, scen)
+            counts[scen] = {
+                "n": len(ts), "errors": sum(bool(t.get("error")) for t in ts),
+                "stopped": sum(t.get("stopped") is not None for t in ts),
+                "resumed": sum(bool(t.get("resumed")) for t in ts),
+                "skipped_or_replayed": sum(bool(t.get("skipped")) or bool(t.get("replayed")) for t in ts),
+                "history_equal": sum(t.get("history_equal") is True for t in ts),
+                "one_reply": sum(t.get("replies") == 1 for t in ts),
+                "replies": [t.get("replies") for t in ts],
+            }
+        table[key] = {"metrics": metrics, "counts": counts}
+    return table

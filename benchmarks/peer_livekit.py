@@ -119,7 +119,7 @@ class StampVAD(vad.VAD):
         return cast(vad.VADStream, _StampStream(self.inner.stream(), self.clock, self.stamps))
 
 
-class ScriptedSTT(stt.STT):
+class ScriptedSTT(stt.STT[Any]):
     """A streaming STT that gives ``text`` as one final transcript at ``at`` (since w0)."""
 
     def __init__(self, clock: ps.Clock, at: float | None, text: str | None) -> None:
@@ -127,8 +127,10 @@ class ScriptedSTT(stt.STT):
         self.clock, self.at, self.text = clock, at, text
         self.delivered: float | None = None
 
-    async def _recognize_impl(self, buffer: Any, *, language: NotGivenOr[str] = NOT_GIVEN,
-                              conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> stt.SpeechEvent:
+    async def _recognize_impl(
+        self, buffer: Any, *, language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.SpeechEvent:
         return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[])
 
     def stream(self, *, language: NotGivenOr[str] = NOT_GIVEN,
@@ -150,7 +152,7 @@ class _ScriptedStream(stt.RecognizeStream):
                                                            alternatives=[data]))
 
 
-class MarkTTS(tts.TTS):
+class MarkTTS(tts.TTS[Any]):
     """Non-streaming TTS: the marked 24 kHz frames, ``spc`` seconds per character."""
 
     def __init__(self, agent_text: str, spc: float) -> None:
@@ -297,7 +299,7 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], silero: vad.VAD
     session: Any = AgentSession(
         vad=StampVAD(silero, clock, stamps), stt=scripted, llm=ScriptedLLM(fallback=Reply(text=ANSWER_TEXT)),
         tts=MarkTTS(spec["agent_text"], float(spec["agent_seconds_per_char"])), aec_warmup_duration=None,
-        user_away_timeout=None,
+        user_away_timeout=None, session_close_transcript_timeout=0.0,
         turn_handling={"turn_detection": "vad", "endpointing": {"min_delay": 0.5, "max_delay": 3.0},
                        "interruption": {"mode": "vad", "min_duration": st["min_interruption_duration"],
                                         "false_interruption_timeout": st["false_interruption_timeout"],

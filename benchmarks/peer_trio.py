@@ -177,7 +177,8 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], vad: SileroVAD,
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     st = spec["settings"]
     v = st["vad"]
-    vad = SileroVAD(min_speech_duration=v["min_speech_duration"], min_silence_duration=v["min_silence_duration"],
+    vad = SileroVAD(min_speech_duration=v["min_speech_duration"],
+                    min_silence_duration=v["min_silence_duration"],
                     activation_threshold=v["activation_threshold"], sample_rate=v["sample_rate"])
     refs: dict[float, list[Any]] = {}
     trials = []
