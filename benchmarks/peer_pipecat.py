@@ -21,6 +21,11 @@ How the spec's settings map onto pipecat (``settings.pipecat`` in OUT.json) and
 what pipecat forces differently (``settings.forced_differences``) are built in
 :func:`pipecat_settings`. Every trial runs in its own event loop; a failing trial
 records its error and the next one runs; OUT.json is always written.
+
+``--min-words N`` (outside the contract, for comparison) swaps the VAD start
+strategy for pipecat's ``MinWordsUserTurnStartStrategy``: while the bot speaks, the
+user's turn starts (and interrupts) only once the transcript has N words, so a
+wordless burst never interrupts but a barge-in waits for the STT.
 """
 
 from __future__ import annotations
@@ -61,12 +66,15 @@ def pipecat_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str
     min_int = float(settings.get("min_interruption_duration", 0.5))
     fit = float(settings.get("false_interruption_timeout", 2.0))
     start_secs = max(min_speech, min_int)
+    min_words = int(settings.get("pipecat_min_words") or 0)
     mapped = {
         "VADParams": {"confidence": threshold, "start_secs": start_secs,
                       "stop_secs": min_silence, "min_volume": 0.0},
         "vad_windows": {"start": round(start_secs / 0.032), "stop": round(min_silence / 0.032)},
-        "user_turn_strategies": {"start": ["VADUserTurnStartStrategy",
-                                           "TranscriptionUserTurnStartStrategy"],
+        "user_turn_strategies": {"start": ([f"MinWordsUserTurnStartStrategy(min_words={min_words})"]
+                                           if min_words else
+                                           ["VADUserTurnStartStrategy",
+                                            "TranscriptionUserTurnStartStrategy"]),
                                  "stop": ["SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.5)"]},
         "user_turn_stop_timeout": fit,
         "empty_user_turn": "EmptyUserTurnConfig() (default: an empty turn that interrupted the bot "
@@ -95,6 +103,10 @@ def pipecat_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str
         "smart-turn model (LocalSmartTurnAnalyzerV3), not used",
         "VAD runs in pipecat's one-thread executor per analyzer (a thread hop per 20 ms frame)",
     ]
+    if min_words:
+        forced.insert(0, f"variant --min-words {min_words}: the user's turn (and the interruption) "
+                         "starts only once the transcript has that many words while the bot speaks "
+                         "(1 otherwise); the VAD only ends turns")
     return mapped, forced
 
 
@@ -139,7 +151,12 @@ async def _run_pipeline(
         LLMUserAggregatorParams,
     )
     from pipecat.transports.base_transport import TransportParams
-    from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+    from pipecat.turns.user_start import (
+        BaseUserTurnStartStrategy,
+        MinWordsUserTurnStartStrategy,
+        TranscriptionUserTurnStartStrategy,
+        VADUserTurnStartStrategy,
+    )
     from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
     from pipecat.turns.user_turn_strategies import UserTurnStrategies
     from pipecat.workers.runner import WorkerRunner
@@ -167,6 +184,10 @@ async def _run_pipeline(
     duration = float(trial["duration"])
 
     vad = StampedSilero(params=VADParams(**vp), stamps=stamps)
+    min_words = int(settings.get("pipecat_min_words") or 0)
+    start: list[BaseUserTurnStartStrategy] = (
+        [MinWordsUserTurnStartStrategy(min_words=min_words)] if min_words
+        else [VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()])
     mic = WavMic(TransportParams(audio_in_enabled=True, audio_in_sample_rate=RATE_IN), in_ready)
     stt = ScriptedSTT(text=transcript, at=end + 0.2 if transcript else None, stamps=stamps)
     context = LLMContext(messages=[{"role": "system", "content": "You are the benchmark agent."}])
@@ -175,7 +196,7 @@ async def _run_pipeline(
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
             user_turn_strategies=UserTurnStrategies(
-                start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
+                start=start,
                 stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.5)],
             ),
             user_turn_stop_timeout=float(mapped["user_turn_stop_timeout"]),
@@ -330,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-warm-up", action="store_true")
+    ap.add_argument("--min-words", type=int, default=0,
+                    help="variant (not the contract's): MinWordsUserTurnStartStrategy(min_words=N) "
+                         "instead of the VAD start strategy")
     args = ap.parse_args(argv)
     spec: dict[str, Any] = {}
     doc: dict[str, Any] = {"impl": "pipecat", "versions": versions(), "settings": {}, "trials": []}
@@ -342,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     try:
         spec = json.loads(Path(args.spec).read_text())
+        if args.min_words:
+            spec.setdefault("settings", {})["pipecat_min_words"] = args.min_words
         mapped, forced = pipecat_settings(spec.get("settings", {}))
         doc["settings"] = {**spec.get("settings", {}), "forced_differences": forced,
                            "pipecat": mapped, "model": model_check()}
