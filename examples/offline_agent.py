@@ -86,8 +86,11 @@ async def converse(agent: OfflineAgent, clip: tp.AudioFrame, tail: float) -> dic
 
         nursery.start_soon(watch)
         end = t0 + LEAD + clip.duration + tail
-        while trio.current_time() < end or session.speeches or session.user_state == "speaking":  # noqa: ASYNC110
-            await trio.sleep(0.1)  # no single event says "the conversation is over"
+        # No single event says "the conversation is over": poll until the clip and the tail
+        # have played and nobody is speaking or about to answer.
+        while (trio.current_time() < end or session.speeches or session.user_state == "speaking"  # noqa: ASYNC110
+               or session.agent_state == "thinking"):
+            await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
         history = list(session.history)
     print("\nhistory (assistant text is what was heard):")
