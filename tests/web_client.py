@@ -60,6 +60,7 @@ class Player:
         self._clear_at: float | None = None
         self._last = 0.0
         self._next_progress = 0.0
+        self._deferred: list[str] = []
         self.changed = trio.Event()
 
     # -- reports ---------------------------------------------------------------------------
@@ -85,6 +86,7 @@ class Player:
             seg.received += len(message) / 2 / seg.rate
             if self.keep_audio:
                 seg.data += message
+            self._changed()
             return
         data = json.loads(message)
         kind = data["type"]
@@ -99,31 +101,46 @@ class Player:
             self.segments[data["segment"]].flushed = True
         elif kind in ("clear", "pause", "resume"):
             self.controls.append((kind, now))
-            if kind == "clear":
+            if kind != "clear" and self._clear_at is not None:
+                self._deferred.append(kind)  # a slow player acts in order: after the clear
+            elif kind == "clear":
                 self._clear_at = now + self.clear_delay if self.clear_delay < math.inf else math.inf
                 if self.clear_delay == 0:
                     await self._do_clear()
             elif kind == "pause":
-                self.advance(now)
-                self.paused = True
-                playing = self.unfinished()
-                await self._send("paused", segment=playing[0].number if playing else None,
-                                 position=playing[0].played if playing else 0.0)
+                await self._pause(now)
             else:
-                self.advance(now)
-                self.paused = False
-                await self._send("resumed")
+                await self._resume(now)
+        self._changed()
+
+    def _changed(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
 
+    async def _pause(self, now: float) -> None:
+        self.advance(now)
+        self.paused = True
+        playing = self.unfinished()
+        await self._send("paused", segment=playing[0].number if playing else None,
+                         position=playing[0].played if playing else 0.0)
+
+    async def _resume(self, now: float) -> None:
+        self.advance(now)
+        self.paused = False
+        await self._send("resumed")
+
     async def _do_clear(self) -> None:
-        self.advance(trio.current_time())
+        now = trio.current_time()
+        self.advance(now)
         self._clear_at = None
         for seg in self.unfinished():
             seg.done = "cleared"
             if self.confirm_clear:
                 await self._send("cleared", segment=seg.number, position=seg.played)
-        self.paused = False
+        deferred, self._deferred = self._deferred, []
+        for kind in deferred:
+            await (self._pause(now) if kind == "pause" else self._resume(now))
+        self._changed()
 
     # -- playing ---------------------------------------------------------------------------
     def advance(self, now: float) -> list[PlayedSegment]:
@@ -256,3 +273,104 @@ async def connect(url: str, *, player: Player | None = None, mic: Mic | None = N
             yield Client(ws, player, mic)
         finally:
             nursery.cancel_scope.cancel()
+
+
+# -- running a server in a test ---------------------------------------------------------------
+
+@dataclass
+class Served:
+    """A :class:`~trio_playout.web.WebServer` on 127.0.0.1 (port 0) and the conversations it ran."""
+
+    server: Any
+    conversations: list[Any] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+
+    def add(self, conversation: Any) -> None:
+        self.conversations.append(conversation)
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/ws"
+
+    def leftover_tasks(self) -> int:
+        """Tasks in the server's nursery besides its listener loop."""
+        assert self.server.nursery is not None
+        return len(self.server.nursery.child_tasks) - 1
+
+    async def conversation(self, index: int = -1, limit: float = 10.0) -> Any:
+        """The ``index``-th conversation once its session is open."""
+        with trio.fail_after(limit):
+            while not self.conversations or (index >= 0 and len(self.conversations) <= index):
+                await self.arrived.wait()
+        conv = self.conversations[index]
+        with trio.fail_after(limit):
+            await conv.started.wait()
+        return conv
+
+
+async def serve(nursery: trio.Nursery, factory: Any, options: Any = None) -> Served:
+    from trio_playout.web import WebServer
+
+    served = Served(None)
+    served.server = WebServer(factory, options, on_conversation=served.add)
+    await nursery.start(served.server.serve, "127.0.0.1", 0)
+    return served
+
+
+# -- a raw websocket client, for what a well-behaved library would never send ----------------
+
+async def raw_websocket(port: int, *, target: str = "/ws", headers: Sequence[tuple[str, str]] = ()
+                        ) -> trio.SocketStream:
+    """Open ``target`` with a hand-written upgrade request; returns the stream after the 101."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    head = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+            *(f"{k}: {v}" for k, v in headers)]
+    await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        data = await stream.receive_some(4096)
+        if not data:
+            raise ConnectionError(f"closed during the handshake: {response!r}")
+        response += data
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return stream
+
+
+def frame_header(opcode: int, length: int, *, fin: bool = True) -> bytes:
+    """A client frame header with a zero mask (the payload goes as it is)."""
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        head = bytes([first, 0x80 | length])
+    elif length < 2**16:
+        head = bytes([first, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        head = bytes([first, 0x80 | 127]) + length.to_bytes(8, "big")
+    return head + b"\0\0\0\0"
+
+
+async def read_close_code(stream: trio.SocketStream) -> int | None:
+    """Read server frames until its close frame; its code (None if the TCP closed first)."""
+    buf = b""
+    while True:
+        while len(buf) >= 2:
+            length = buf[1] & 0x7F
+            at = 2
+            if length == 126:
+                length, at = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                length, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + length:
+                break
+            opcode, payload, buf = buf[0] & 0x0F, buf[at:at + length], buf[at + length:]
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return None
+        if not data:
+            return None
+        buf += data

@@ -47,13 +47,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not is_loopback(args.host) and not args.token:
         print(f"error: refusing to listen on {args.host} without --token: anyone who can reach it could "
               "talk to the agent. Pass --token SECRET (and open the page with ?token=SECRET), or bind "
               "127.0.0.1.", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         options = ServerOptions(token=args.token or None, origins=frozenset(args.origin),
                                 max_conversations=args.max_conversations)

@@ -191,7 +191,13 @@ class _ObservedVAD:
 @dataclass
 class Conversation:
     """One connection's conversation (see the module). The server keeps these for as
-    long as they run; ``on_conversation`` observers (tests) may keep them longer."""
+    long as they run; ``on_conversation`` observers (tests) may keep them longer.
+
+    ``started`` is set once the session is open (``session``, ``output``, ``mic`` and
+    the ``greeting`` speech are there), ``finished`` once everything of it ended;
+    ``close_code`` says how (sent or received), ``history`` is the session's final
+    history, ``barge_ins`` the last 16 barge-in timelines.
+    """
 
     number: int
     remote: str
@@ -204,6 +210,8 @@ class Conversation:
     history: list[tp.ChatItem] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)
     error: BaseException | None = None
+    greeting: tp.SpeechHandle | None = None
+    started: trio.Event = field(default_factory=trio.Event)
     finished: trio.Event = field(default_factory=trio.Event)
     _ended: trio.Event = field(default_factory=trio.Event)
     _barge_in: BargeIn | None = None
@@ -256,7 +264,8 @@ class Conversation:
                         nursery.start_soon(self._events, session, outbox)
                         nursery.start_soon(self._history, session, outbox)
                         if agent.greeting:
-                            session.say(agent.greeting)
+                            self.greeting = session.say(agent.greeting)
+                        self.started.set()
                         try:
                             await self._ended.wait()
                         finally:

@@ -141,6 +141,17 @@ class WebServer:
         self.barge_ins: deque[BargeIn] = deque(maxlen=10000)
         self.nursery: trio.Nursery | None = None
         self._numbers = itertools.count(1)
+        self._changed = trio.Event()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked each time a connection or a
+        conversation starts or ends (e.g. ``lambda: not server.connections``)."""
+        while not predicate():
+            await self._changed.wait()
 
     # -- running -----------------------------------------------------------------------
     async def serve(self, host: str = "127.0.0.1", port: int = 8000, *,
@@ -165,6 +176,7 @@ class WebServer:
             await trio.aclose_forcefully(stream)
             return
         self.connections += 1
+        self._signal()
         try:
             await self._http(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -174,6 +186,7 @@ class WebServer:
         finally:
             self.connections -= 1
             await trio.aclose_forcefully(stream)
+            self._signal()
 
     async def _http(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -243,6 +256,7 @@ class WebServer:
         conversation = Conversation(number, remote)
         if refuse is None:
             self.conversations[number] = conversation  # counted from the handshake on
+            self._signal()
         try:
             async with trio.open_nursery() as ws_nursery:
                 try:
@@ -263,6 +277,7 @@ class WebServer:
             if conversation.close_code is not None:
                 self.closes[conversation.close_code] += 1
             conversation.finished.set()
+            self._signal()
 
     async def _converse(self, ws: WebSocketConnection, conversation: Conversation) -> None:
         opts = self.options

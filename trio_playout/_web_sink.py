@@ -42,6 +42,8 @@ __all__ = ["Outbox", "OutboxOverflow", "WebSocketOutput"]
 
 logger = logging.getLogger("trio_playout.web")
 
+_EPS = 1e-6  # seconds: clock arithmetic must not keep a writer spinning at its deadline
+
 
 class OutboxOverflow(Exception):
     """The client stopped reading: more unsent text piled up than the outbox allows."""
@@ -286,10 +288,12 @@ class WebSocketOutput(AudioOutput):
         self._busy_until = max(now, self._busy_until) + frame.duration
         # Back-pressure: at most `lead` beyond the player's reports (or the clock).
         waited = False
-        while self.connected and not segment.done() and (
-                self.unplayed() > self.lead or self.outbox.audio_seconds > self.lead):
-            deadline = math.inf
-            if not self.paused:
+        while self.connected and not segment.done():
+            queued = self.outbox.audio_seconds > self.lead + _EPS
+            if not queued and self.unplayed() <= self.lead + _EPS:
+                break
+            deadline = math.inf  # a report, the writer, a clear, pause or resume wakes us
+            if not queued and not self.paused:
                 deadline = self._busy_until - self.lead + self.paused_time
             waited = True
             with trio.move_on_at(deadline):

@@ -1,0 +1,293 @@
+"""trio_playout.web against hostile and broken clients, each with a healthy conversation alongside.
+
+Every test checks the close code the bad client gets, that a healthy conversation
+running at the same time completes with the right history, and that nothing is
+left running in the server's nursery afterwards. Virtual time, real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+pytest.importorskip("trio_websocket")
+
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from trio_playout.testing import FakeTTS, ScriptedLLM, ScriptedSTT, ScriptedVAD
+from trio_playout.web import Agent, ConversationInfo, ServerOptions, WebServer
+
+from .web_client import (
+    Mic,
+    Served,
+    connect,
+    frame_header,
+    raw_websocket,
+    read_close_code,
+    serve,
+)
+
+GREETING = "hello there this is the healthy conversation"  # 7 words, 2.33 s
+
+
+def factory(info: ConversationInfo) -> Agent:
+    return Agent(llm=ScriptedLLM([]), tts=FakeTTS(), vad=ScriptedVAD(), stt=ScriptedSTT(),
+                 greeting=GREETING)
+
+
+async def healthy(served: Served, ready: trio.Event | None = None) -> None:
+    """A conversation that must go on: its greeting plays whole, history says so."""
+    async with connect(served.url, mic=Mic()) as client:
+        if ready is not None:
+            ready.set()
+        await client.wait_for(lambda: any(m["type"] == "finished" for m in client.player.sent))
+        await client.wait_for(lambda: client.player.events_named("history"))
+        assert client.player.events_named("history")[-1]["items"] == [
+            {"role": "assistant", "text": GREETING, "interrupted": False}]
+
+
+async def alongside(bad: Callable[[Served], Awaitable[None]], options: ServerOptions | None = None
+                    ) -> Served:
+    """Run ``bad`` while a healthy conversation runs; then check nothing is left."""
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, factory, options)
+        async with trio.open_nursery() as both:
+            ready = trio.Event()
+            both.start_soon(healthy, served, ready)
+            await ready.wait()
+            await bad(served)
+        with trio.fail_after(10):
+            await served.server.wait_until(lambda: not served.server.connections)
+        assert not served.server.conversations
+        assert served.leftover_tasks() == 0
+        nursery.cancel_scope.cancel()
+    return served
+
+
+async def close_code_of(url: str, *messages: str | bytes, headers: list[tuple[bytes, bytes]] | None = None
+                        ) -> int | None:
+    """Send ``messages`` and return the code the server closes with."""
+    async with open_websocket_url(url, extra_headers=headers) as ws:
+        try:
+            for message in messages:
+                await ws.send_message(message)
+            with trio.fail_after(20):
+                while True:
+                    await ws.get_message()
+        except ConnectionClosed as exc:
+            return int(exc.reason.code) if exc.reason else None
+    return None
+
+
+HELLO = json.dumps({"type": "hello", "protocol": 1, "sample_rate": 16000})
+
+
+@pytest.mark.parametrize(("messages", "code"), [
+    ((b"\0\0",), 1003),  # binary before hello
+    ((HELLO, b"\0\0\0"), 1007),  # odd-length PCM
+    ((HELLO, bytes(2 * 16000 + 2)), 1009),  # more than one second of PCM
+    (("{not json",), 1007),
+    (("[1, 2]",), 1007),
+    ((json.dumps({"type": "started", "segment": 1}),), 1007),  # no hello first
+    ((HELLO, "{nope"), 1007),
+    ((HELLO, json.dumps({"type": "dance"})), 1007),
+    ((HELLO, HELLO), 1007),
+    ((HELLO, json.dumps({"type": "progress", "segment": 1, "position": -1})), 1007),
+    ((HELLO, json.dumps({"type": "cleared", "segment": "one", "position": 1})), 1007),
+    ((json.dumps({"type": "hello", "protocol": 2, "sample_rate": 16000}),), 1007),
+    ((json.dumps({"type": "hello", "protocol": 1, "sample_rate": 4000}),), 1007),
+    ((HELLO, json.dumps({"type": "resumed", "pad": "x" * 5000})), 1009),
+])
+async def test_malformed_messages_close_with_their_code(autojump_clock: trio.abc.Clock,
+                                                        messages: tuple[str | bytes, ...], code: int) -> None:
+    async def bad(served: Served) -> None:
+        assert await close_code_of(served.url, *messages) == code
+
+    served = await alongside(bad)
+    assert served.server.closes[code] == 1
+
+
+async def test_a_10_mb_frame_is_cut_off_at_the_limit_without_buffering_it(autojump_clock: trio.abc.Clock
+                                                                          ) -> None:
+    async def bad(served: Served) -> None:
+        stream = await raw_websocket(served.server.port)
+        hello = HELLO.encode()
+        await stream.send_all(frame_header(0x1, len(hello)) + hello)
+        chunk = bytes(64 * 1024)
+        tracemalloc.start()
+        try:
+            await stream.send_all(frame_header(0x2, 10 * 2**20))
+            sent = 0
+            with trio.move_on_after(5):
+                try:
+                    while sent < 10 * 2**20:
+                        await stream.send_all(chunk)
+                        sent += len(chunk)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            code = await read_close_code(stream)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await stream.aclose()
+        assert code == 1009
+        assert peak < 3 * 2**20  # the server never held the 10 MB (it stops at 96 kB)
+
+    await alongside(bad)
+
+
+async def test_a_client_that_never_says_hello_is_closed_4408(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        start = trio.current_time()
+        assert await close_code_of(served.url) == 4408
+        assert 3.0 <= trio.current_time() - start < 3.5
+
+    await alongside(bad, ServerOptions(hello_timeout=3.0))
+
+
+async def test_a_slow_request_head_is_dropped(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", served.server.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        with trio.fail_after(10):
+            assert await stream.receive_some(100) == b""
+        await stream.aclose()
+
+    await alongside(bad, ServerOptions(request_timeout=2.0))
+
+
+async def test_token_and_origin_are_enforced_with_1008(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        url = served.url
+        port = served.server.port
+        assert await close_code_of(url, HELLO) == 1008  # no token
+        assert await close_code_of(url + "?token=wrong", HELLO) == 1008
+        evil = [(b"Origin", b"http://evil.example")]
+        assert await close_code_of(url + "?token=s3cret", HELLO, headers=evil) == 1008
+        # the page's own origin (and the extra one) with the token may talk
+        for origin in (f"http://127.0.0.1:{port}", "https://voice.example.com"):
+            async with connect(url + "?token=s3cret", extra_headers=[(b"Origin", origin.encode())]) as client:
+                await client.wait_for(lambda c=client: c.player.segments)
+
+    # (not `alongside`: its healthy conversation has no token)
+    served_options = ServerOptions(token="s3cret", origins=frozenset({"https://voice.example.com"}))
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, factory, served_options)
+        await bad(served)
+        with trio.fail_after(10):
+            await served.server.wait_until(lambda: not served.server.connections)
+        assert served.server.closes[1008] == 3
+        assert served.leftover_tasks() == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_200_connections_at_once_the_rest_get_1013_and_one_conversation_goes_on(
+        autojump_clock: trio.abc.Clock) -> None:
+    codes: list[int | None] = []
+    greeted = 0
+
+    async def one(url: str, hold: trio.Event) -> None:
+        nonlocal greeted
+        try:
+            async with connect(url) as client:
+                with trio.move_on_after(30):
+                    await client.wait_for(lambda: client.player.segments or client.player.close_code)
+                if client.player.segments:
+                    greeted += 1
+                    await hold.wait()
+                codes.append(client.player.close_code)
+        except ConnectionClosed as exc:
+            codes.append(int(exc.reason.code) if exc.reason else None)
+
+    async def bad(served: Served) -> None:
+        hold = trio.Event()
+        async with trio.open_nursery() as crowd:
+            for _ in range(200):
+                crowd.start_soon(one, served.url, hold)
+            with trio.fail_after(30):
+                await served.server.wait_until(lambda: served.server.closes[1013] == 185)
+            assert served.server.connections <= 16
+            hold.set()
+        assert greeted == 15  # max_conversations (16), one of them the healthy conversation
+        assert codes.count(1013) == 185
+
+    served = await alongside(bad)
+    assert served.server.closes[1013] == 185
+
+
+async def test_max_connections_closes_extra_tcp_connections(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        streams = [await trio.open_tcp_stream("127.0.0.1", served.server.port) for _ in range(3)]
+        with trio.fail_after(10):
+            assert await streams[-1].receive_some(10) == b""  # the 4th connection (healthy is 1st)
+        assert served.server.refused >= 1
+        for s in streams:
+            await s.aclose()
+
+    await alongside(bad, ServerOptions(max_connections=3))
+
+
+async def test_a_client_dropped_mid_speech_leaves_nothing_running(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        async with connect(served.url, mic=Mic()) as client:
+            await client.wait_for(lambda: any(m["type"] == "progress" for m in client.player.sent))
+            before = len(served.server.conversations)
+            await client.ws._stream.aclose()
+        with trio.fail_after(5):
+            await served.server.wait_until(lambda: len(served.server.conversations) < before)
+
+    served = await alongside(bad)
+    assert served.server.closes[1006] == 1
+
+
+async def test_an_agent_that_cannot_be_built_closes_1011(autojump_clock: trio.abc.Clock) -> None:
+    def broken(info: ConversationInfo) -> Agent:
+        raise RuntimeError("no model")
+
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, broken)
+        assert await close_code_of(served.url, HELLO) == 1011
+        nursery.cancel_scope.cancel()
+
+
+async def test_http_routes(autojump_clock: trio.abc.Clock) -> None:
+    async def get(port: int, request: bytes) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(request)
+        out = b""
+        with trio.fail_after(10):
+            while data := await stream.receive_some(65536):
+                out += data
+        await stream.aclose()
+        return out
+
+    async def bad(served: Served) -> None:
+        port = served.server.port
+        page = await get(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert page.startswith(b"HTTP/1.1 200") and b"text/html" in page
+        for target in (b"/static/../web.py", b"/static/..%2fweb.py", b"/static/x/../../web.py",
+                       b"/etc/passwd", b"/static/none.js", b"/static/app.py"):
+            assert (await get(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+                b"HTTP/1.1 404"), target
+        assert (await get(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")).startswith(
+            b"HTTP/1.1 405")
+        assert (await get(port, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(b"HTTP/1.1 426")
+        assert (await get(port, b"\x16\x03\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+
+    await alongside(bad)
+
+
+def test_non_loopback_without_token_is_refused() -> None:
+    from trio_playout._web_cli import main
+
+    assert main(["--host", "0.0.0.0"]) == 2
+
+    async def run() -> None:
+        with pytest.raises(ValueError, match="without a token"):
+            await WebServer(factory).serve("0.0.0.0", 0)
+
+    trio.run(run)

@@ -1,0 +1,193 @@
+"""The browser protocol's rules as plain function calls (no event loop, no socket)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from trio_playout._web_protocol import (
+    CLOSE_BAD_DATA,
+    CLOSE_INVALID,
+    CLOSE_TOO_BIG,
+    Cleared,
+    Finished,
+    Hello,
+    Paused,
+    Progress,
+    ProtocolError,
+    Resumed,
+    Started,
+    check_origin,
+    check_pcm,
+    check_token,
+    is_loopback,
+    parse_client_text,
+    server_message,
+    split_target,
+    static_name,
+)
+from trio_playout._web_sink import Outbox, OutItem
+
+HELLO = {"type": "hello", "protocol": 1, "sample_rate": 16000}
+
+
+def parse(message: object, *, expect_hello: bool = False) -> object:
+    return parse_client_text(json.dumps(message), expect_hello=expect_hello)
+
+
+def code_of(text: str, *, expect_hello: bool = False) -> int:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_text(text, expect_hello=expect_hello)
+    assert len(info.value.reason.encode()) <= 123  # fits a close frame
+    return info.value.code
+
+
+def test_hello_is_required_first_and_only_once() -> None:
+    assert parse(HELLO, expect_hello=True) == Hello(1, 16000)
+    assert parse({**HELLO, "sample_rate": 48000, "extra": [1]}, expect_hello=True) == Hello(1, 48000)
+    assert code_of(json.dumps({"type": "started", "segment": 1}), expect_hello=True) == CLOSE_INVALID
+    assert code_of(json.dumps(HELLO)) == CLOSE_INVALID
+
+
+@pytest.mark.parametrize("hello", [
+    {**HELLO, "protocol": 2}, {**HELLO, "protocol": True}, {**HELLO, "protocol": "1"},
+    {"type": "hello", "sample_rate": 16000}, {**HELLO, "sample_rate": 7999}, {**HELLO, "sample_rate": 48001},
+    {**HELLO, "sample_rate": 16000.0}, {**HELLO, "sample_rate": True}, {**HELLO, "sample_rate": None},
+])
+def test_bad_hellos(hello: dict[str, object]) -> None:
+    assert code_of(json.dumps(hello), expect_hello=True) == CLOSE_INVALID
+
+
+def test_player_reports() -> None:
+    assert parse({"type": "started", "segment": 3}) == Started(3)
+    assert parse({"type": "progress", "segment": 3, "position": 1.25}) == Progress(3, 1.25)
+    assert parse({"type": "finished", "segment": 3, "position": 2}) == Finished(3, 2.0)
+    assert parse({"type": "cleared", "segment": 3, "position": 0}) == Cleared(3, 0.0)
+    assert parse({"type": "paused", "segment": None, "position": 0}) == Paused(None, 0.0)
+    assert parse({"type": "paused", "position": 0.5}) == Paused(None, 0.5)
+    assert parse({"type": "paused", "segment": 2, "position": 0.5}) == Paused(2, 0.5)
+    assert parse({"type": "resumed"}) == Resumed()
+    assert parse({"type": "resumed", "newer_field": 1}) == Resumed()  # unknown fields are ignored
+
+
+@pytest.mark.parametrize("text", [
+    "", "{", "nope", "[]", "1", "null", '"hello"', '{"type": 1}', '{"kind": "started"}',
+    '{"type": "dance"}', '{"type": "started"}', '{"type": "started", "segment": 0}',
+    '{"type": "started", "segment": -1}', '{"type": "started", "segment": 1.5}',
+    '{"type": "started", "segment": true}', '{"type": "started", "segment": "1"}',
+    '{"type": "progress", "segment": 1}', '{"type": "progress", "segment": 1, "position": -0.1}',
+    '{"type": "progress", "segment": 1, "position": NaN}',
+    '{"type": "progress", "segment": 1, "position": Infinity}',
+    '{"type": "progress", "segment": 1, "position": 1e300}',
+    '{"type": "cleared", "segment": 1, "position": "1"}',
+    '{"type": "finished", "segment": 1, "position": false}',
+    '{"type": "paused", "segment": 0, "position": 1}',
+    "[" * 100000 + "]" * 100000,
+])
+def test_invalid_text_is_1007_or_1009(text: str) -> None:
+    assert code_of(text) in (CLOSE_INVALID, CLOSE_TOO_BIG)
+
+
+def test_text_size_limit() -> None:
+    assert code_of(json.dumps({"type": "resumed", "pad": "x" * 5000})) == CLOSE_TOO_BIG
+    assert code_of("[" * 100000) == CLOSE_TOO_BIG
+
+
+def test_pcm_rules() -> None:
+    hello = Hello(1, 16000)
+    check_pcm(b"", hello)
+    check_pcm(bytes(640), hello)
+    check_pcm(bytes(32000), hello)  # exactly one second
+    for data, hello_, code in [(bytes(2), None, CLOSE_BAD_DATA), (bytes(3), hello, CLOSE_INVALID),
+                               (bytes(32002), hello, CLOSE_TOO_BIG),
+                               (bytes(16002), Hello(1, 8000), CLOSE_TOO_BIG)]:
+        with pytest.raises(ProtocolError) as info:
+            check_pcm(data, hello_)
+        assert info.value.code == code
+
+
+def test_origin_rules() -> None:
+    assert check_origin("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert check_origin("https://Voice.Example.com", "voice.example.com")
+    assert not check_origin("http://127.0.0.1:8001", "127.0.0.1:8000")  # another port is another site
+    assert not check_origin("http://evil.example", "127.0.0.1:8000")
+    assert not check_origin("null", "127.0.0.1:8000")  # a sandboxed or file:// page
+    assert not check_origin("file://", "127.0.0.1:8000")
+    assert not check_origin("http://127.0.0.1:8000", None)
+    assert not check_origin("http://127.0.0.1:8000/x", "127.0.0.1:8000")
+    assert check_origin(None, "127.0.0.1:8000")  # not a browser
+    assert not check_origin(None, "127.0.0.1:8000", allow_missing=False)
+    assert check_origin("https://lb.example", "10.0.0.5:8000", extra=frozenset({"https://lb.example"}))
+
+
+def test_token_rules() -> None:
+    assert check_token(None, {})
+    assert check_token("s3cret", {"token": "s3cret"})
+    assert not check_token("s3cret", {})
+    assert not check_token("s3cret", {"token": "s3cre"})
+    assert not check_token("s3cret", {"token": ""})
+    assert split_target("/ws?token=a%20b&x=1&token=c") == ("/ws", {"token": "a b", "x": "1"})
+
+
+def test_loopback_and_static_names() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.2", "example.com", ""))
+    assert static_name("/static/app.js") == "app.js"
+    assert static_name("/static/player-worklet.js") == "player-worklet.js"
+    assert static_name("/static/app.css") == "app.css"
+    for bad in ("/static/../x.js", "/static/a/b.js", "/static/.hidden.js", "/static/app.py", "/static/",
+                "/app.js", "/static/..js", "/static/x.js/", "/static/%2e%2e.js", "/static/a\\b.js"):
+        assert static_name(bad) is None, bad
+
+
+def test_server_messages_are_compact_json() -> None:
+    assert server_message("segment", segment=1, sample_rate=22050) == (
+        '{"type":"segment","segment":1,"sample_rate":22050}')
+    assert json.loads(server_message("clear")) == {"type": "clear"}
+
+
+# -- the outbox's ordering rules (synchronous parts) ----------------------------------------
+
+def kinds(outbox: Outbox) -> list[tuple[str, int | None]]:
+    return [(i.kind, i.segment) for i in outbox._items]
+
+
+def test_outbox_controls_jump_audio_but_not_each_other() -> None:
+    box = Outbox()
+    box.put(OutItem("seg", "segment", 1))
+    box.put(OutItem(b"aa", "audio", 1, seconds=0.5))
+    box.put(OutItem(b"bb", "audio", 1, seconds=0.5))
+    box.put_control(OutItem("pause", "control"))
+    box.put_control(OutItem("resume", "control"))
+    assert [i.payload for i in box._items] == ["pause", "resume", "seg", b"aa", b"bb"]
+    assert box.audio_seconds == pytest.approx(1.0)
+
+
+def test_outbox_purge_drops_unsent_audio_of_cleared_segments_only() -> None:
+    box = Outbox()
+    box.put(OutItem("seg1", "segment", 1))
+    box.put(OutItem(b"a", "audio", 1, seconds=0.25))
+    box.put(OutItem("ev", "event"))
+    box.put(OutItem("seg2", "segment", 2))
+    box.put(OutItem(b"b", "audio", 2, seconds=0.25))
+    box.put(OutItem("flush2", "flush", 2))
+    assert box.purge({2}) == {2}
+    assert kinds(box) == [("segment", 1), ("audio", 1), ("event", None)]
+    assert box.audio_seconds == pytest.approx(0.25)
+    assert box.purge({1, 3}) == {1}
+    assert kinds(box) == [("event", None)]
+    assert box.audio_seconds == 0
+
+
+def test_outbox_tagged_events_replace_their_unsent_predecessor_and_text_is_bounded() -> None:
+    box = Outbox(max_text=100)
+    box.put(OutItem("h1", "event", tag="history"))
+    box.put(OutItem("x", "event"))
+    box.put(OutItem("h2", "event", tag="history"))
+    assert [i.payload for i in box._items] == ["x", "h2"]
+    assert not box.overflowed
+    box.put(OutItem("y" * 100, "event"))
+    assert box.overflowed
+    assert not math.isnan(box.audio_seconds)
