@@ -1,21 +1,29 @@
 """The page of trio_playout.web in a real headless Chromium, against the real server.
 
-Chromium's fake microphone plays a WAV made here with espeak-ng (the user): 2 s of
-silence, a 0.7 s hum ("Mmm", no words: Silero hears voice, PocketSphinx no word),
-silence, then words at 6.5 s. The offline agent (Silero VAD, PocketSphinx STT,
-RuleLLM, espeak-ng) greets when the page connects. What must happen, each step
-observed where it happens (the page's own state over the DevTools protocol, the
-server's sink and session in this process):
+Chromium's fake microphone plays a WAV made here with espeak-ng (the user): silence,
+a 0.12 s "mm" blip at 2 s (Silero hears voice for ~0.2 s; PocketSphinx no word),
+then words at 4.5 s. The offline agent (Silero VAD, PocketSphinx STT, RuleLLM,
+espeak-ng) greets when the page connects. Each step is observed where it happens:
+the page's own state over the DevTools protocol, the server's sink, session and
+microphone in this process.
 
-* the page loads, connects and says hello; the agent's greeting really plays: the
-  page's player reports ``started`` and ``progress`` and the server's sink gets them;
-* the hum barges in: the server pauses, the player stops (``paused``), and with no
-  words after it the interruption is false: ``resume``, the greeting goes on from
-  the very sample where it stopped;
-* the words barge in: pause, then (the STT's words) a clear; the player answers
-  ``cleared`` with the position it really played, the server's history holds the
-  greeting cut exactly there (computed here from the TTS's own word timings) and
-  marked interrupted; the agent answers the user's turn and the page plays that too.
+* Both tests: the page loads, connects, says hello; the greeting really plays (the
+  page's player reports ``started``/``progress`` and the server's sink gets them);
+  the words barge in: pause, then (the STT's words) clear; the player answers
+  ``cleared`` with the position it really played, and the server's history holds
+  the greeting cut exactly there (computed here from the TTS's own word timings),
+  marked interrupted; the reply plays in the page; the server got the microphone as
+  16 kHz PCM that matches the WAV (same pitch and timing).
+* Default turn options: the blip is too short to barge in: nothing pauses before
+  the words. Takes the screenshot.
+* ``pause_on_speech_start`` (issue 12; the page's toggle): the blip pauses the
+  greeting at once and, with no words, it resumes (a false interruption) from the
+  very sample where it stopped.
+
+Why a blip and not a longer hum for the false interruption: under the default
+options a false interruption needs >= 0.5 s of voice and then no words, and
+PocketSphinx hears words ("yeah", "m m m", "louis") in 9 of 10 espeak hums played
+through the browser: that would test the recognizer's luck, not the transport.
 
 Bounds are generous and nothing asserts on wall-clock time. Without
 ``/usr/bin/chromium`` (``TRIO_PLAYOUT_CHROMIUM`` overrides) the tests skip; CI installs
@@ -51,8 +59,8 @@ pytestmark = pytest.mark.skipif(
 
 RATE = 16000
 GREETING = ("Hello! I am a trio playout agent. I run in one trio process, and I stop talking "
-            "the moment you do. Try it now: talk over me, or just hum.")
-HUM_AT, WORDS_AT, WAV_END = 2.0, 6.5, 17.0
+            "the moment you do. Try it now: talk over me, or just cough.")
+BLIP_AT, WORDS_AT, WAV_END = 2.0, 4.5, 14.0
 
 
 def _espeak() -> Any:
@@ -66,16 +74,20 @@ def _espeak() -> Any:
 
 @pytest.fixture(scope="module")
 def user_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fake microphone's file: silence, a hum at HUM_AT, words at WORDS_AT."""
+    """The fake microphone's file: silence, a blip at BLIP_AT, words at WORDS_AT."""
     espeak = _espeak()
-    hum = espeak.EspeakTTS("en+m3", rate=120).render_sync("Mmm.", sample_rate=RATE)
+    hum = np.frombuffer(espeak.EspeakTTS("en+m3", rate=120).render_sync("Mmm.", sample_rate=RATE).data,
+                        dtype="<i2").astype(np.float64)
+    start = int(np.nonzero(np.abs(hum) > 300)[0][0])
+    blip = hum[start:start + int(0.12 * RATE)].copy()
+    fade = int(0.01 * RATE)
+    blip[:fade] *= np.linspace(0, 1, fade)
+    blip[-fade:] *= np.linspace(1, 0, fade)
     words = espeak.EspeakTTS("en+m3", rate=165).render_sync("Wait, tell me about the river.",
                                                              sample_rate=RATE)
     out = np.zeros(int(WAV_END * RATE), dtype="<i2")
-    for at, frame in ((HUM_AT, hum), (WORDS_AT, words)):
-        pcm = np.frombuffer(frame.data, dtype="<i2")
-        start = int(at * RATE)
-        out[start:start + len(pcm)] = pcm
+    for at, pcm in ((BLIP_AT, blip.astype("<i2")), (WORDS_AT, np.frombuffer(words.data, dtype="<i2"))):
+        out[int(at * RATE):int(at * RATE) + len(pcm)] = pcm
     path = tmp_path_factory.mktemp("mic") / "user.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -126,11 +138,30 @@ class WordClock:
         return text[:end]
 
 
+class MicTap:
+    """A VAD passed through unchanged that keeps the PCM the server got from the page."""
+
+    def __init__(self, inner: tp.VAD) -> None:
+        self.inner = inner
+        self.pcm = bytearray()
+        self.rates: set[int] = set()
+
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+        return self.inner.stream(self._tap(frames))
+
+    async def _tap(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.AudioFrame]:
+        async for frame in frames:
+            self.pcm += frame.data
+            self.rates.add(frame.sample_rate)
+            yield frame
+
+
 @dataclasses.dataclass
 class Run:
     server: WebServer
     conversations: list[Conversation]
     clock: WordClock
+    mics: list[MicTap]
 
 
 @pytest.fixture(scope="module")
@@ -141,50 +172,55 @@ def offline_parts() -> Any:
     return offline_agent()
 
 
-def _server(offline: Any, options: ServerOptions | None = None) -> Run:
+def _server(offline: Any, options: ServerOptions | None = None, turn: tp.TurnOptions | None = None) -> Run:
     clock = WordClock(offline.tts)
     conversations: list[Conversation] = []
+    mics: list[MicTap] = []
 
     def factory(info: ConversationInfo) -> Agent:
-        return Agent(llm=offline.llm, tts=clock, vad=offline.vad, stt=offline.stt, tools=offline.tools,
-                     greeting=GREETING)
+        mics.append(MicTap(offline.vad))
+        return Agent(llm=offline.llm, tts=clock, vad=mics[-1], stt=offline.stt, tools=offline.tools,
+                     turn=turn, greeting=GREETING)
 
-    return Run(WebServer(factory, options, on_conversation=conversations.append), conversations, clock)
+    return Run(WebServer(factory, options, on_conversation=conversations.append), conversations, clock, mics)
 
 
 STATE = """JSON.stringify({connection: trioPage.connection, sent: trioPage.sent, received: trioPage.received,
   reports: trioPage.reports, events: trioPage.events.map(e => e.data), bargeIns: trioPage.bargeIns,
   history: trioPage.history, errors: trioPage.errors, closeCode: trioPage.closeCode,
-  agent: document.getElementById('agent-state').textContent,
-  timeline: document.getElementById('timeline-marks').innerText,
+  segments: trioPage.segments, timeline: document.getElementById('timeline-marks').innerText,
   historyText: document.getElementById('history').innerText})"""
 
 
-async def test_talk_barge_in_and_false_interruption_in_chromium(
-        user_wav: Path, offline_parts: Any, tmp_path: Path) -> None:
-    run = _server(offline_parts)
-    shot = tmp_path / "web.png"
-    with trio.fail_after(120):
+async def _converse(run: Run, wav: Path, *, query: str = "", toggle: bool = False,
+                    shot: Path | None = None) -> tuple[dict[str, Any], list[str], str]:
+    """One conversation from Talk to hang-up: the page's final state, its console, and
+    the websocket URL it opened."""
+    with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             await nursery.start(run.server.serve, "127.0.0.1", 0)
-            async with browser.launch(fake_capture=user_wav) as chromium:
-                page = await chromium.open_page(f"http://127.0.0.1:{run.server.port}/")
+            async with browser.launch(fake_capture=wav) as chromium:
+                page = await chromium.open_page(f"http://127.0.0.1:{run.server.port}/{query}")
                 assert await page.evaluate("trioPage.connection") == "idle"
                 assert (await page.evaluate("document.title")).startswith("trio-playout")
-                await page.click("#talk")
-                await page.wait_for("trioPage.connection === 'open'", limit=20)
+                if toggle:
+                    await page.click("#pause-on-start")
+                await page.send("Network.enable")
+                async with chromium.expect(lambda m, p: m == "Network.webSocketCreated") as created:
+                    await page.click("#talk")
+                    await page.wait_for("trioPage.connection === 'open'", limit=20)
+                    ws_url = (await created.receive())[1]["url"]
                 # the greeting plays in the page
                 await page.wait_for("trioPage.reports.filter(r => r.type === 'progress').length >= 3",
                                     limit=20)
-                # the hum: paused, then resumed (a false interruption)
-                await page.wait_for("trioPage.events.some(e => e.event === 'false_interruption')", limit=25)
                 # the words: paused, then cleared; then the reply plays
-                await page.wait_for("trioPage.sent.cleared >= 1", limit=25)
+                await page.wait_for("trioPage.sent.cleared >= 1", limit=30)
                 await page.wait_for("trioPage.reports.some(r => r.type === 'progress' && r.segment > 1"
-                                    " && r.position >= 0.6)", limit=25)
-                await page.screenshot(shot)
+                                    " && r.position >= 0.6)", limit=30)
+                if shot is not None:
+                    await page.screenshot(shot)
                 await page.wait_for("trioPage.reports.some(r => r.type === 'finished' && r.segment > 1)",
-                                    limit=25)
+                                    limit=30)
                 state = json.loads(await page.evaluate(STATE))
                 await page.click("#talk")  # hang up
                 assert run.conversations, "the server never saw the page's hello"
@@ -192,81 +228,130 @@ async def test_talk_barge_in_and_false_interruption_in_chromium(
                     await run.conversations[0].finished.wait()
                 console = list(chromium.console)
             nursery.cancel_scope.cancel()
+    return state, console, ws_url
 
-    target = os.environ.get("TRIO_PLAYOUT_SCREENSHOT")
-    png = await trio.Path(shot).read_bytes()
-    if target:
-        await trio.Path(target).write_bytes(png)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+def _check_conversation(run: Run, state: dict[str, Any], console: list[str], wav: Path) -> float:
+    """What both tests check (see the module); returns the cleared position."""
     assert not state["errors"], state["errors"]
     assert not [line for line in console if line.startswith("exception")], console
     conversation = run.conversations[0]
     assert conversation.hello is not None and conversation.hello.sample_rate == RATE
     assert conversation.close_code == 1000
     reports = state["reports"]
+    kinds = [(r["type"], r.get("segment")) for r in reports if r["type"] != "progress"]
 
-    # The greeting (segment 1) played in the page: its reports reached the server's sink.
-    server_reports = [r.message for r in conversation.output.reports] if conversation.output else []
-    page_kinds = [(r["type"], r.get("segment")) for r in reports if r["type"] != "progress"]
-    assert page_kinds[0] == ("started", 1), page_kinds
+    # The greeting (segment 1) played in the page, and its reports reached the server's sink.
+    assert conversation.output is not None
+    server_reports = [r.message for r in conversation.output.reports]
+    assert kinds[0] == ("started", 1), kinds
     assert any(type(m).__name__ == "Started" and m.segment == 1 for m in server_reports)
-    first = [r for r in reports if r.get("segment") == 1 and r["type"] in ("progress", "paused", "cleared")]
-    positions = [r["position"] for r in first]
-    assert positions == sorted(positions), "positions of a segment never go back"
+    assert any(type(m).__name__ == "Progress" and m.segment == 1 and m.position > 0.5 for m in server_reports)
+    ones = [r["position"] for r in reports if r.get("segment") == 1 and "position" in r]
+    assert ones == sorted(ones), "a segment's position never goes back"
 
-    # The hum: a pause that stopped audible audio, then the resume; nothing skipped or replayed.
-    pauses = [i for i, r in enumerate(reports) if r["type"] == "paused"]
-    assert len(pauses) >= 2, page_kinds
-    hum_pause = reports[pauses[0]]
-    assert hum_pause["segment"] == 1 and hum_pause["position"] > 0.3
-    after = reports[pauses[0] + 1:]
-    assert after[0]["type"] == "resumed", page_kinds
-    resumed_progress = next(r for r in after if r["type"] == "progress")
-    assert resumed_progress["segment"] == 1
-    assert hum_pause["position"] < resumed_progress["position"] <= hum_pause["position"] + 0.3
-    false = [e for e in state["events"] if e.get("event") == "false_interruption"]
-    assert false and false[0]["resumed"] is True
-
-    # The words: pause, then clear; the page's cleared position is the one the server used.
+    # The words: a pause, then a clear; the page's cleared position is the one the server used.
     cleared = [r for r in reports if r["type"] == "cleared"]
-    assert [r["segment"] for r in cleared] == [1]
+    assert [r["segment"] for r in cleared] == [1], kinds
     cut = cleared[0]["position"]
-    words_pause = reports[pauses[1]]
-    assert words_pause["segment"] == 1 and cut == words_pause["position"] > hum_pause["position"]
+    last_pause = [r for r in reports[:reports.index(cleared[0])] if r["type"] == "paused"][-1]
+    assert last_pause["segment"] == 1 and last_pause["position"] == cut, "no sound between pause and clear"
     server_cleared = [m for m in server_reports if type(m).__name__ == "Cleared"]
     assert [(m.segment, m.position) for m in server_cleared] == [(1, cut)]
-    assert not [r for r in reports[reports.index(cleared[0]):] if r.get("segment") == 1 and
-                r["type"] == "progress"], "segment 1 played on after the clear"
+    assert not [r for r in reports[reports.index(cleared[0]):] if r.get("segment") == 1
+                and r["type"] == "progress"], "segment 1 played on after the clear"
 
-    # The server's history: the greeting cut where the page stopped, then the user, then the reply.
+    # The server's history: the greeting cut where the page stopped, the user, the reply.
     history = [i for i in conversation.history if isinstance(i, tp.ChatMessage)]
     assert [m.role for m in history][:3] == ["assistant", "user", "assistant"], history
-    greeting = history[0]
-    assert greeting.interrupted
     expected = run.clock.heard(GREETING, cut)
     assert expected and len(expected) < len(GREETING.rstrip())
-    assert greeting.text == expected, (greeting.text, expected, cut)
-    assert history[1].text.strip()
-    assert not history[2].interrupted
-    # ... and the page shows that history
+    assert history[0].text == expected and history[0].interrupted, (history[0], expected, cut)
+    assert history[1].text.strip() and not history[2].interrupted
     assert state["history"][0] == {"role": "assistant", "text": expected, "interrupted": True}
     assert "interrupted" in state["historyText"]
 
-    # Both barge-ins were timed on the server, and the page drew the last one.
+    # The reply played whole: the page's position at 'finished' is all the audio it got.
+    done = [r for r in reports if r["type"] == "finished" and r["segment"] > 1]
+    got = state["segments"][str(done[0]["segment"])]
+    assert abs(done[0]["position"] - got["samples"] / got["rate"]) < 0.005, (done[0], got)
+
+    # The words' barge-in was timed on the server, and the page drew it.
     timed = conversation.barge_ins
-    assert [b.action for b in timed] == ["pause", "pause"], timed
+    assert timed and all(b.action == "pause" for b in timed), timed
     for b in timed:
         assert b.decided_at is not None and b.sent_at is not None and b.stopped_at is not None
         assert b.onset_at <= b.decided_at <= b.sent_at <= b.stopped_at
-        assert b.stopped_at - b.onset_at < 3.0  # generous: the VAD needs ~0.5 s of speech
-    assert len(state["bargeIns"]) == 2 and all(b["server"] for b in state["bargeIns"])
-    assert "player confirmed the stop" in state["timeline"]
-    print("barge-ins (server, ms from onset: decided / sent / confirmed):",
+        assert b.stopped_at - b.onset_at < 3.0  # generous: the VAD needs up to ~0.5 s of voice
+    # (the page times every pause of audible audio; the server one per VAD speech: with
+    # pause_on_speech_start a pause between words resumes and pauses again inside it)
+    assert len(state["bargeIns"]) >= len(timed)
+    assert sum(1 for b in state["bargeIns"] if b["server"]) == len(timed)
+    drawn = "player confirmed the stop" if state["bargeIns"][-1]["server"] else "agent audio stopped (player)"
+    assert drawn in state["timeline"], state["timeline"]
+
+    # The microphone reached the server as the WAV, at 16 kHz: same pitch, same timing.
+    mic = run.mics[0]
+    assert mic.rates == {RATE}
+    heard = np.frombuffer(bytes(mic.pcm), dtype="<i2").astype(np.float64)
+    with wave.open(str(wav)) as w:
+        said = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    n = min(len(heard), len(said), int((WORDS_AT + 2) * RATE))
+    xcorr = np.fft.irfft(np.fft.rfft(heard[:n], 2 * n) * np.conj(np.fft.rfft(said[:n], 2 * n)))
+    half = RATE // 4
+    lag = int(np.argmax(np.abs(np.concatenate([xcorr[-half:], xcorr[:half]])))) - half
+    a, b = heard[max(0, lag):n], said[max(0, -lag):n]
+    a, b = a[:min(len(a), len(b))], b[:min(len(a), len(b))]
+    similarity = float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    assert similarity > 0.5 and abs(lag) < 0.2 * RATE, (similarity, lag)
+
+    print(f"\nmic: lag {1000 * lag / RATE:.1f} ms, similarity {similarity:.3f}; cut at {cut:.3f} s; "
+          "barge-ins (server, ms from onset: decided / sent / confirmed):",
           [(round(1000 * (b.decided_at - b.onset_at)), round(1000 * (b.sent_at - b.onset_at)),
-            round(1000 * (b.stopped_at - b.onset_at))) for b in timed if b.decided_at and b.sent_at
-           and b.stopped_at],
+            round(1000 * (b.stopped_at - b.onset_at))) for b in timed
+           if b.decided_at and b.sent_at and b.stopped_at],
           "page (pause arrived -> player stopped, ms):",
           [round(b["stoppedAt"] - b["commandAt"], 1) for b in state["bargeIns"]])
+    return cut
+
+
+async def test_greeting_plays_and_words_interrupt_it_in_chromium(
+        user_wav: Path, offline_parts: Any, tmp_path: Path) -> None:
+    run = _server(offline_parts)
+    shot = tmp_path / "web.png"
+    state, console, ws_url = await _converse(run, user_wav, shot=shot)
+    assert "pause_on_speech_start" not in ws_url
+    _check_conversation(run, state, console, user_wav)
+    reports = state["reports"]
+    # the blip was too short to barge in: the only pause is the words'
+    assert [r["type"] for r in reports].count("paused") == 1
+    assert not [e for e in state["events"] if e.get("event") == "false_interruption"]
+    png = await trio.Path(shot).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    target = os.environ.get("TRIO_PLAYOUT_SCREENSHOT")
+    if target:
+        await trio.Path(target).write_bytes(png)
+
+
+async def test_a_blip_pauses_and_resumes_with_pause_on_speech_start_in_chromium(
+        user_wav: Path, offline_parts: Any) -> None:
+    run = _server(offline_parts, turn=tp.TurnOptions(pause_on_speech_start=True))
+    state, console, ws_url = await _converse(run, user_wav, toggle=True)
+    assert "pause_on_speech_start=1" in ws_url  # the page's toggle
+    cut = _check_conversation(run, state, console, user_wav)
+    reports = state["reports"]
+    pauses = [i for i, r in enumerate(reports) if r["type"] == "paused"]
+    blip = reports[pauses[0]]
+    assert blip["segment"] == 1 and 0.3 < blip["position"] < cut
+    after = reports[pauses[0] + 1:]
+    assert after[0]["type"] == "resumed", after[:3]
+    # it went on from the very sample where it stopped: nothing skipped, nothing replayed
+    going = next(r for r in after if r["type"] == "progress")
+    assert going["segment"] == 1 and blip["position"] < going["position"] <= blip["position"] + 0.3
+    false = [e for e in state["events"] if e.get("event") == "false_interruption"]
+    assert false and false[0]["resumed"] is True and false[0]["provisional"] is True
+    server_false = [b for b in run.conversations[0].barge_ins if b.stopped_at is not None]
+    assert len(server_false) >= 2  # the blip's pause and the words' were both timed
 
 
 async def test_page_shows_why_it_was_closed(offline_parts: Any) -> None:

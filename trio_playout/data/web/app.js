@@ -42,6 +42,7 @@
     onsets: [], // the page's own speech-onset stamps (ms, performance.now clock)
     bargeIns: [], // the timeline's entries
     agentState: "idle", userState: "listening", transcript: "", history: [],
+    segments: {}, // segment -> {rate, samples}: the agent audio the page received
     micSamples: 0, sampleRate: null, outputLatency: null, server: null, errors: [],
   };
   window.trioPage = page;
@@ -49,7 +50,8 @@
   let ctx = null; let player = null; let capture = null; let stream = null; let ws = null;
   let outMeter = null; let segment = null; let quietMs = ONSET_QUIET_MS; let micLevel = 0;
   let pending = null; // a stop the server asked for, waiting for the player's report
-  const playing = new Map(); // segment -> last position, while unfinished
+  let attempt = 0; // bumped by every start and stop: a start that was overtaken gives up
+  let offered = null; // whether this server takes pause_on_speech_start (null: not said yet)
 
   // ---- connection status ----------------------------------------------------
   function setConn(state, text) {
@@ -63,11 +65,14 @@
     const el = $("close-reason");
     const known = CLOSE_TEXT[code] || "closed";
     el.textContent = `Closed ${code}: ${known}${reason ? ` (${reason})` : ""}`;
-    el.hidden = code === 1000 && !reason;
+    el.classList.toggle("normal", code === 1000);
+    el.hidden = code === 1000 && (!reason || reason === "hang up");
   }
 
   // ---- talk button ----------------------------------------------------------
   async function start() {
+    const mine = ++attempt;
+    const overtaken = () => mine !== attempt;
     $("talk").setAttribute("aria-pressed", "true");
     $("talk-label").textContent = "Hang up";
     $("close-reason").hidden = true;
@@ -75,10 +80,12 @@
     setConn("connecting", "connecting…");
     try {
       ctx = new AudioContext({ latencyHint: "interactive" });
-      await ctx.resume();
-      page.sampleRate = ctx.sampleRate;
-      await ctx.audioWorklet.addModule("/static/player-worklet.js");
-      await ctx.audioWorklet.addModule("/static/capture-worklet.js");
+      const audio = ctx;
+      await audio.resume();
+      page.sampleRate = audio.sampleRate;
+      await audio.audioWorklet.addModule("/static/player-worklet.js");
+      await audio.audioWorklet.addModule("/static/capture-worklet.js");
+      if (overtaken()) return;
       player = new AudioWorkletNode(ctx, "trio-player",
         { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1] });
       player.port.onmessage = (e) => onReport(e.data);
@@ -87,12 +94,18 @@
       player.connect(outMeter);
       player.connect(ctx.destination);
       await openSocket();
+      if (overtaken()) return;
       // The microphone opens after the hello, so its first sample is the server's first.
+      // ?aec=0 turns the browser's echo cancellation, noise suppression and gain off.
       const raw = params.get("aec") === "0";
-      stream = await navigator.mediaDevices.getUserMedia({
+      const mic = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: !raw, noiseSuppression: !raw, autoGainControl: !raw },
       });
-      if (!ws) throw new Error("closed while opening the microphone");
+      if (overtaken() || !ws) {
+        for (const track of mic.getTracks()) track.stop();
+        return;
+      }
+      stream = mic;
       capture = new AudioWorkletNode(ctx, "trio-capture", {
         numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
         processorOptions: { targetRate: MIC_RATE, chunkMs: CHUNK_MS },
@@ -103,6 +116,7 @@
       page.outputLatency = ctx.outputLatency || ctx.baseLatency || 0;
       requestAnimationFrame(drawMeters);
     } catch (err) {
+      if (overtaken()) return;
       if (!err.closed) { // a close already says why
         keep(page.errors, String(err), 20);
         $("close-reason").textContent = `Could not start: ${err.message || err}`;
@@ -113,6 +127,7 @@
   }
 
   function stop(code) {
+    attempt++;
     if (ws) {
       const socket = ws;
       ws = null;
@@ -126,10 +141,10 @@
     if (ctx) ctx.close();
     ctx = player = capture = stream = outMeter = null;
     segment = null;
-    playing.clear();
+    pending = null;
     $("talk").setAttribute("aria-pressed", "false");
     $("talk-label").textContent = "Talk";
-    $("pause-on-start").disabled = false;
+    $("pause-on-start").disabled = offered === false;
     $("mic-level").style.width = "0";
     $("out-level").style.width = "0";
   }
@@ -193,6 +208,7 @@
   function onAudio(data) {
     page.received.audio++;
     page.received.audioBytes += data.byteLength;
+    if (segment !== null && page.segments[segment]) page.segments[segment].samples += data.byteLength >> 1;
     if (player && segment !== null) player.port.postMessage({ type: "audio", segment, pcm: data }, [data]);
   }
 
@@ -203,7 +219,8 @@
     switch (m.type) {
       case "segment":
         segment = m.segment;
-        playing.set(m.segment, 0);
+        page.segments[m.segment] = { rate: m.sample_rate, samples: 0 };
+        delete page.segments[m.segment - 50];
         if (player) player.port.postMessage({ type: "segment", segment: m.segment, rate: m.sample_rate });
         break;
       case "flush":
@@ -222,9 +239,9 @@
         onEvent(m);
         break;
       default:
-        page.server = Object.assign(page.server || {}, m); // e.g. a welcome with options
-        if (m.pause_on_speech_start !== undefined) $("pause-on-start").checked = !!m.pause_on_speech_start;
+        page.server = Object.assign(page.server || {}, m);
     }
+    if (m.pause_on_speech_start !== undefined) showOption(true, !!m.pause_on_speech_start);
   }
 
   // ---- the player's reports -------------------------------------------------
@@ -237,10 +254,8 @@
     keep(page.reports, Object.assign({ at: performance.now() }, msg), 400);
     const label = $("player");
     if (r.type === "started" || r.type === "progress") {
-      playing.set(r.segment, r.position || 0);
       label.textContent = `player: segment ${r.segment} · ${(r.position || 0).toFixed(2)} s played`;
     } else if (r.type === "finished" || r.type === "cleared") {
-      playing.delete(r.segment);
       label.textContent = `player: segment ${r.segment} ${r.type} at ${r.position.toFixed(2)} s`;
     } else if (r.type === "paused") {
       label.textContent = r.segment === null ? "player: paused (nothing playing)"
@@ -347,8 +362,21 @@
   }
 
   // ---- UI events ------------------------------------------------------------
+  // The pause-on-speech-start option: the server says whether it takes it (a message
+  // with a pause_on_speech_start field, its value for this conversation); a server
+  // that says nothing before its first state event does not.
+  function showOption(isOffered, value) {
+    offered = isOffered;
+    page.pauseOnSpeechStart = isOffered ? value : null;
+    const box = $("pause-on-start");
+    $("pause-note").textContent = isOffered ? "" : "(not offered by this server)";
+    box.checked = isOffered && value;
+    box.disabled = !isOffered || !!ws;
+  }
+
   function onEvent(m) {
     keep(page.events, { at: performance.now(), event: m.event, data: m }, 200);
+    if (offered === null && (m.event === "agent_state" || m.event === "user_state")) showOption(false, false);
     switch (m.event) {
       case "agent_state":
         page.agentState = m.state ?? m.new;
