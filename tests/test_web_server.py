@@ -259,3 +259,44 @@ async def test_the_player_reports_rule_the_heard_position_not_the_clock(autojump
             [message] = assistant_messages(conv.session.history)
             assert message.text == " ".join(LONG.split()[:heard_words(position)])
         nursery.cancel_scope.cancel()
+
+
+async def test_real_silero_hears_espeak_speech_through_the_socket(autojump_clock: trio.abc.Clock) -> None:
+    """The whole path with a real VAD: espeak speech sent as mic PCM at 1 s barges in
+    (pause ~0.5 s of voice after the first PCM frame of the speech), no words follow,
+    and the agent resumes: the page gets pause, resume, and the barge-in's timeline."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("onnxruntime")
+    from trio_playout.silero import SileroVAD
+    try:
+        from trio_playout.espeak import EspeakTTS
+        speech = EspeakTTS().render_sync("Hold on, stop, I have a question.", sample_rate=16000)
+    except (ImportError, tp.PlayoutError) as exc:
+        pytest.skip(f"espeak-ng unavailable: {exc}")
+    samples = np.abs(np.frombuffer(speech.data, dtype="<i2").astype(np.float64)) / 32768.0
+    onset = 1.0 + float(np.nonzero(samples > 0.01)[0][0]) / 16000
+
+    vad = SileroVAD()
+
+    def factory(info: ConversationInfo) -> Agent:
+        return Agent(llm=ScriptedLLM([]), tts=FakeTTS(), vad=vad, greeting=LONG)
+
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, factory)
+        mic = Mic(audio=[(1.0, speech.data)])
+        async with connect(served.url, mic=mic) as client:
+            conv = await served.conversation()
+            await conv.greeting.wait_for_playout()
+            assert [c for c, _ in client.player.controls] == ["pause", "resume"]
+            paused_at = client.player.controls[0][1]
+            assert onset + 0.45 < paused_at < onset + 0.7
+            assert [(m.text, m.interrupted) for m in assistant_messages(conv.session.history)] == [
+                (LONG, False)]
+            await client.wait_for(lambda: client.player.events_named("barge_in"))
+            [event] = client.player.events_named("barge_in")
+            assert event["action"] == "pause"
+            assert 450 <= event["sent_ms"] <= 700
+            assert event["server_ms"] < 50
+            [barge_in] = conv.barge_ins
+            assert barge_in.onset_at == pytest.approx(onset, abs=0.05)
+        nursery.cancel_scope.cancel()

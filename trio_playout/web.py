@@ -99,6 +99,11 @@ that vanishes ends its conversation: its segments finish unconfirmed at the last
 position it reported, the session closes, and no task is left.
 """
 
+import importlib.util
+
+if importlib.util.find_spec("trio_websocket") is None or importlib.util.find_spec("h11") is None:
+    raise ImportError("trio_playout.web needs trio-websocket and h11: pip install 'trio-playout[web]'")
+
 from ._web_conversation import Agent, AgentFactory, BargeIn, Conversation, ConversationInfo, MicInput
 from ._web_protocol import (
     CLOSE_BAD_DATA,
