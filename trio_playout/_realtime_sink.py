@@ -119,7 +119,7 @@ class RealtimeAudioSink(AudioOutput):
         self._frozen = 0.0  # sink time during the current pause
         self._clears = 0
         self._wake = trio.Event()  # serve(): the schedule changed
-        self._changed = trio.Event()  # blocked writers: a clear, pause or resume
+        self._writers = trio.lowlevel.ParkingLot()  # blocked writers: a clear, pause or resume
         self._serving = False
 
     @property
@@ -147,8 +147,7 @@ class RealtimeAudioSink(AudioOutput):
 
     def _signal(self) -> None:
         self._wake.set()
-        self._changed.set()
-        self._changed = trio.Event()
+        self._writers.unpark_all()
 
     # -- queries --------------------------------------------------------------
     def playback_position(self, segment: PlaybackSegment) -> float:
@@ -197,7 +196,7 @@ class RealtimeAudioSink(AudioOutput):
                     break
             waited = True
             with trio.move_on_at(deadline):
-                await self._changed.wait()
+                await self._writers.park()
         if not waited:
             await trio.lowlevel.checkpoint()
 
@@ -230,9 +229,15 @@ class RealtimeAudioSink(AudioOutput):
         if not math.isinf(self.clear_delay):
             self._busy_until = min(self._busy_until, sink_now + self.clear_delay)
         self._clears += 1
-        self._signal()
         if self.clear_delay == 0:
-            self._fire_due(now)  # stops and confirms now; serve() has nothing new to do
+            # Stops and confirms now. serve() is not woken: every cleared track is
+            # gone, no other track's due time moved, and a stale deadline only costs
+            # it a spurious wake-up later, never a missed one. (A wake-up here is one
+            # more task step between the interrupt and the speech's done.)
+            self._fire_due(now)
+            self._writers.unpark_all()  # blocked writers: the clear releases them
+        else:
+            self._signal()
 
     def on_pause(self) -> None:
         now = trio.current_time()
