@@ -119,9 +119,19 @@ class _SpeechQueue:
         self._seq = itertools.count()
         self._lot = trio.lowlevel.ParkingLot()
 
+    def __bool__(self) -> bool:
+        return bool(self._heap)
+
     def push(self, speech: SpeechHandle) -> None:
         heappush(self._heap, (-speech.priority, next(self._seq), speech))
         self._lot.unpark_all()
+
+    def wake(self) -> None:
+        """Wake the scheduler (it re-checks what it waits for)."""
+        self._lot.unpark_all()
+
+    async def park(self) -> None:
+        await self._lot.park()
 
     async def pop(self) -> SpeechHandle:
         while not self._heap:
@@ -320,7 +330,12 @@ class Session:
             speech._state.authorize()
             step.authorized.set()
             self._voice.changed(speech)
-            await step.playout_done.wait()
+            # Wait for the step's audio to finish, woken only when there is something
+            # to schedule next (a push, or the end of this step with a speech queued):
+            # the end of the last queued speech's audio does not wake this task, so it
+            # costs no scheduler pass between an interrupt and that speech's done.
+            while not step.playout_done.is_set():
+                await self._queue.park()
 
     # -- one speech -----------------------------------------------------------------------
     async def _supervise(self, speech: SpeechHandle, source: _Source) -> None:
@@ -372,6 +387,8 @@ class Session:
         if speech._state.phase is SpeechPhase.AUTHORIZED:
             speech._state.playout_finished()
         step.playout_done.set()
+        if self._queue:
+            self._queue.wake()  # the scheduler authorizes the next speech
         self._voice.changed(speech)
 
     def _commit(self, speech: SpeechHandle, item: ChatMessage | FunctionCall | FunctionCallOutput) -> None:
