@@ -44,6 +44,7 @@ from benchmarks import _peer_sink as ps
 from benchmarks._peer_audio import read_wav
 
 ANSWER_TEXT = "It is ten past one and the weather is fine"
+SETTLE = 0.3  # after session.start, before the trial's first frame: start-up work is not measured
 FORCED = [
     "livekit's Silero stream smooths probabilities (exponential filter, alpha 0.35) and runs the model "
     "in a thread pool executor; the decision stamp is the first smoothed probability >= threshold",
@@ -60,18 +61,22 @@ class PacedInput(AudioInput):
         super().__init__(label="PacedInput")
         self.frames, self.clock = frames, clock
         self.k = 0
+        self.late_max = 0.0  # worst delivery of a frame after its due time (s)
+        self.go = asyncio.Event()  # set once the session has settled: the trial starts
         self.started = asyncio.Event()
         self._w0 = 0.0
         self._silence = bytes(2 * ps.MIC_FRAME)
 
     async def __anext__(self) -> rtc.AudioFrame:
         if self.k == 0:
+            await self.go.wait()
             self._w0 = self.clock.start()
             self.started.set()
         else:
             delay = self._w0 + self.k * 0.02 - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self.late_max = max(self.late_max, time.perf_counter() - self._w0 - self.k * 0.02)
         data = self.frames[self.k] if self.k < len(self.frames) else self._silence
         self.k += 1
         return rtc.AudioFrame(data=data, sample_rate=ps.MIC_RATE, num_channels=1,
@@ -283,7 +288,8 @@ def history_of(session: Any) -> list[Any]:
 
 
 async def run_trial(spec: dict[str, Any], trial: dict[str, Any], silero: vad.VAD, *,
-                    silent: bool = False) -> tuple[ps.PlayHead, list[ps.VadStamp], ScriptedSTT, list[Any]]:
+                    silent: bool = False
+                    ) -> tuple[ps.PlayHead, list[ps.VadStamp], ScriptedSTT, list[Any], dict[str, Any]]:
     from bridge.testing import Reply, ScriptedLLM, attach_sink
 
     st = spec["settings"]
@@ -309,6 +315,8 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], silero: vad.VAD
     session.input.audio = mic
     await session.start(agent=Agent(instructions="You are a benchmark."))
     try:
+        await asyncio.sleep(SETTLE)
+        mic.go.set()
         await asyncio.wait_for(mic.started.wait(), 5)
         w0 = clock.w0 or time.perf_counter()
         if trial.get("speak_at") is not None:
@@ -323,7 +331,7 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], silero: vad.VAD
         if sync is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sync.aclose(), 2)
-    return head, stamps, scripted, history
+    return head, stamps, scripted, history, {"mic_late_max": mic.late_max, "vad_events": len(stamps)}
 
 
 async def run_all(spec: dict[str, Any], impl: str = "livekit") -> dict[str, Any]:
@@ -344,11 +352,11 @@ async def run_all(spec: dict[str, Any], impl: str = "livekit") -> dict[str, Any]
             if trial["scenario"].startswith("S9"):
                 key = float(trial["duration"])
                 if key not in refs:  # the same trial without the sound
-                    *_, refs[key] = await run_trial(spec, trial, model, silent=True)
+                    refs[key] = (await run_trial(spec, trial, model, silent=True))[3]
                 ref = refs[key]
-            head, stamps, scripted, history = await run_trial(spec, trial, model)
+            head, stamps, scripted, history, diag = await run_trial(spec, trial, model)
             rec = ps.analyse(trial, v["activation_threshold"], head, stamps, transcript_at=scripted.delivered,
-                             history=history, reference_history=ref)
+                             history=history, reference_history=ref, extra=diag)
         except Exception as exc:  # one broken trial must not lose the others
             rec = {"id": trial["id"], "scenario": trial["scenario"], "error": f"{type(exc).__name__}: {exc}"}
         trials.append(rec)

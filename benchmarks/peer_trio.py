@@ -27,6 +27,7 @@ from benchmarks._peer_audio import read_wav
 from trio_playout.silero import SileroVAD
 
 ANSWER_TEXT = "It is ten past one and the weather is fine"
+SETTLE = 0.3  # after opening the session, before the trial's first frame (as the livekit peer)
 
 
 class PacedMic:
@@ -35,19 +36,23 @@ class PacedMic:
     def __init__(self, frames: list[bytes], clock: ps.Clock) -> None:
         self.frames = frames
         self.clock = clock
+        self.go = trio.Event()  # set once the session has settled: the trial starts
         self.started = trio.Event()
         self.t0 = 0.0
+        self.late_max = 0.0  # worst delivery of a frame after its due time (s)
 
     def __aiter__(self) -> AsyncIterator[tp.AudioFrame]:
         return self._run()
 
     async def _run(self) -> AsyncIterator[tp.AudioFrame]:
+        await self.go.wait()
         self.t0 = trio.current_time()
         self.clock.start()
         self.started.set()
         for k, data in enumerate(self.frames):
             if k:
                 await trio.sleep_until(self.t0 + k * 0.02)
+                self.late_max = max(self.late_max, self.clock() - k * 0.02)
             yield tp.AudioFrame(data, ps.MIC_RATE)
         await trio.sleep_forever()
 
@@ -146,7 +151,8 @@ def history_of(session: tp.Session) -> list[Any]:
 
 
 async def run_trial(spec: dict[str, Any], trial: dict[str, Any], vad: SileroVAD, *,
-                    silent: bool = False) -> tuple[ps.PlayHead, list[ps.VadStamp], ClockSTT, list[Any]]:
+                    silent: bool = False
+                    ) -> tuple[ps.PlayHead, list[ps.VadStamp], ClockSTT, list[Any], dict[str, Any]]:
     st = spec["settings"]
     clock = ps.Clock()
     head = ps.PlayHead()
@@ -164,6 +170,8 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], vad: SileroVAD,
     async with tp.open_session(llm=InstantLLM(ANSWER_TEXT), tts=MarkTTS(spec["agent_text"],
                                float(spec["agent_seconds_per_char"])), output=sink, audio_input=mic,
                                vad=StampVAD(vad, clock, stamps), stt=stt, turn=turn) as session:
+        await trio.sleep(SETTLE)
+        mic.go.set()
         await mic.started.wait()
         if trial.get("speak_at") is not None:
             await trio.sleep_until(mic.t0 + float(trial["speak_at"]))
@@ -171,7 +179,7 @@ async def run_trial(spec: dict[str, Any], trial: dict[str, Any], vad: SileroVAD,
         await trio.sleep_until(mic.t0 + float(trial["duration"]))
         history = history_of(session)
         head.advance(clock())
-    return head, stamps, stt, history
+    return head, stamps, stt, history, {"mic_late_max": mic.late_max, "vad_events": len(stamps)}
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -188,11 +196,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             if trial["scenario"].startswith("S9"):
                 key = float(trial["duration"])
                 if key not in refs:  # the same trial without the sound
-                    *_, refs[key] = await run_trial(spec, trial, vad, silent=True)
+                    refs[key] = (await run_trial(spec, trial, vad, silent=True))[3]
                 ref = refs[key]
-            head, stamps, stt, history = await run_trial(spec, trial, vad)
+            head, stamps, stt, history, diag = await run_trial(spec, trial, vad)
             rec = ps.analyse(trial, v["activation_threshold"], head, stamps, transcript_at=stt.delivered,
-                             history=history, reference_history=ref)
+                             history=history, reference_history=ref, extra=diag)
         except Exception as exc:  # one broken trial must not lose the others
             rec = {"id": trial["id"], "scenario": trial["scenario"], "error": f"{type(exc).__name__}: {exc}"}
         trials.append(rec)
