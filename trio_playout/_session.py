@@ -456,10 +456,13 @@ class Session:
                     async with trio.open_nursery() as gen:
                         gen.start_soon(self._produce, speech, step, send, nursery)
                         await self._forward_stream(speech, recv, playout)
-                playout.complete = True
-                self._output.flush()
-                if playout.segments:
-                    step.playback = await self._await_natural_end(speech, playout)
+                if not speech._state.interrupted:
+                    # (An interrupt's clear may have woken a blocked writer: then the
+                    # forwarding stopped early and without Cancelled; see _speak.)
+                    playout.complete = True
+                    self._output.flush()
+                    if playout.segments:
+                        step.playback = await self._await_natural_end(speech, playout)
         finally:
             speech._stop_audio = None
             if step.playback is None and playout.segments:
@@ -502,12 +505,19 @@ class Session:
                 await self._speak(speech, buffered, playout)
 
     async def _speak(self, speech: SpeechHandle, text: str, playout: _Playout) -> None:
+        # After an interrupt nothing more is synthesized or captured. interrupt() clears
+        # the sink before it cancels the scopes, so a writer blocked in the sink's
+        # back-pressure is usually woken by the clear and returns here normally (no
+        # Cancelled to raise and unwind): these checks end the step instead.
+        state = speech._state
+        if state.interrupted:
+            return
         base_char, base_time = len(playout.text), playout.audio
         playout.text += text
         async with _aclosing(self._tts.synthesize(text)) as audio:
             async for chunk in audio:
-                if playout.cleared:
-                    return  # never capture after this step's audio was cleared
+                if state.interrupted:
+                    return  # never capture after the interrupt (nor after its clear)
                 for word in chunk.words:
                     playout.words.append((base_time + word.start, base_char + word.end_char))
                 if not playout.segments:
@@ -515,6 +525,8 @@ class Session:
                 playout.track(self._output.open_segment())  # known before the write can block
                 await self._output.capture_frame(chunk.frame)
                 playout.audio += chunk.frame.duration
+                if state.interrupted:
+                    return
 
     async def _await_natural_end(self, speech: SpeechHandle, playout: _Playout) -> PlaybackResult:
         # A sink that never reports the end would wedge the queue; bound it by the

@@ -222,17 +222,19 @@ class SpeechHandle:
         if decision is InterruptDecision.ACCEPTED:
             logger.debug("%s interrupted (%s%s)", self.id, source, ", forced" if force else "")
             self._interrupted.set()
-            reason = f"speech {self.id} interrupted ({source})"
-            # Scopes first: a writer blocked in the sink then wakes with Cancelled, not
-            # with the clear's wake-up, so it cannot capture another frame.
-            for scope in self._scopes:
-                scope.cancel(reason=reason)
             if self._stop_audio is not None:
-                # The sink hears about it now, not after the speech's tasks unwind.
+                # The sink hears about it now, not after the speech's tasks unwind. The
+                # clear comes before the cancel: a writer blocked in the sink's
+                # back-pressure is then woken by the clear and returns normally, which
+                # is much cheaper than raising Cancelled through the whole step; the
+                # step sees the interrupt and captures nothing more (Session._speak).
                 try:
                     self._stop_audio()
                 except Exception:
                     logger.exception("%s: stopping the audio failed; retrying in cleanup", self.id)
+            reason = f"speech {self.id} interrupted ({source})"
+            for scope in self._scopes:
+                scope.cancel(reason=reason)
             for run in self._runs:
                 run.deliver(source)
             if self._on_change is not None:
