@@ -291,3 +291,50 @@ def test_non_loopback_without_token_is_refused() -> None:
             await WebServer(factory).serve("0.0.0.0", 0)
 
     trio.run(run)
+
+
+async def test_flooding_and_audio_faster_than_real_time_close_4429(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        resumed = json.dumps({"type": "resumed"})
+        assert await close_code_of(served.url, HELLO, *[resumed] * 300) == 4429
+        second = bytes(2 * 16000)
+        assert await close_code_of(served.url, HELLO, second, second, second) == 4429
+
+    served = await alongside(bad)
+    assert served.server.closes[4429] == 2
+
+
+async def test_a_silent_client_after_hello_is_closed_4410(autojump_clock: trio.abc.Clock) -> None:
+    async def bad(served: Served) -> None:
+        start = trio.current_time()
+        assert await close_code_of(served.url, HELLO) == 4410
+        assert 10.0 <= trio.current_time() - start < 11.0
+
+    await alongside(bad, ServerOptions(idle_timeout=10.0))
+
+
+async def test_server_shutdown_closes_conversations_1001_and_leaves_nothing(autojump_clock: trio.abc.Clock
+                                                                           ) -> None:
+    codes: list[int | None] = []
+    async with trio.open_nursery() as outer:
+        server_scope = trio.CancelScope()
+
+        async def run_server(task_status: trio.TaskStatus[Served] = trio.TASK_STATUS_IGNORED) -> None:
+            with server_scope:
+                async with trio.open_nursery() as nursery:
+                    task_status.started(await serve(nursery, factory))
+
+        served = await outer.start(run_server)
+
+        async def client() -> None:
+            async with connect(served.url, mic=Mic()) as c:
+                await c.wait_for(lambda: c.player.close_code is not None)
+                codes.append(c.player.close_code)
+
+        outer.start_soon(client)
+        conv = await served.conversation()
+        await trio.sleep(1.0)  # mid-greeting
+        server_scope.cancel()
+    assert codes == [1001]
+    assert conv.close_code == 1001
+    assert conv.finished.is_set()

@@ -9,6 +9,7 @@ import pytest
 
 from trio_playout._web_protocol import (
     CLOSE_BAD_DATA,
+    CLOSE_FLOOD,
     CLOSE_INVALID,
     CLOSE_TOO_BIG,
     Cleared,
@@ -17,6 +18,7 @@ from trio_playout._web_protocol import (
     Paused,
     Progress,
     ProtocolError,
+    RateLimit,
     Resumed,
     Started,
     check_origin,
@@ -191,3 +193,24 @@ def test_outbox_tagged_events_replace_their_unsent_predecessor_and_text_is_bound
     box.put(OutItem("y" * 100, "event"))
     assert box.overflowed
     assert not math.isnan(box.audio_seconds)
+
+
+def test_rate_limit_counts_messages_per_second_and_audio_against_the_clock() -> None:
+    limit = RateLimit(100.0, max_messages=3, burst=2.0)
+    for t in (100.0, 100.1, 100.2):
+        limit.message(t)
+    with pytest.raises(ProtocolError) as info:
+        limit.message(100.3)
+    assert info.value.code == CLOSE_FLOOD
+    limit = RateLimit(100.0, max_messages=3)
+    for t in (100.0, 100.5, 100.9, 101.0, 101.5, 101.9):  # three per window
+        limit.message(t)
+    audio = RateLimit(0.0, burst=2.0)
+    audio.pcm(0.0, 1.0)
+    audio.pcm(0.0, 1.0)  # 2 s ahead of the clock: the burst allowance
+    with pytest.raises(ProtocolError) as info:
+        audio.pcm(0.0, 0.02)
+    assert info.value.code == CLOSE_FLOOD
+    steady = RateLimit(0.0, burst=0.1)
+    for k in range(1, 1000):  # real-time pace never trips it
+        steady.pcm(k * 0.02, 0.02)

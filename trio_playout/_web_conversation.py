@@ -29,11 +29,13 @@ import trio_playout as tp
 
 from ._step import _aclosing
 from ._web_protocol import (
+    CLOSE_IDLE,
     CLOSE_NO_HELLO,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_SLOW,
     Hello,
     ProtocolError,
+    RateLimit,
     check_pcm,
     parse_client_text,
     server_message,
@@ -243,7 +245,8 @@ class Conversation:
 
     # -- the whole conversation ------------------------------------------------------------
     async def run(self, ws: WebSocketConnection, agent: Agent, *, lead: float, mic_buffer: float,
-                  send_timeout: float, on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
+                  send_timeout: float, idle_timeout: float = 300.0, max_messages: int = 250,
+                  on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
         assert self.hello is not None
         outbox = Outbox()
         sink = self.output = WebSocketOutput(outbox, lead=lead)
@@ -253,7 +256,8 @@ class Conversation:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, outbox, send_timeout)
-                nursery.start_soon(self._reader, ws, sink, mic)
+                limit = RateLimit(trio.current_time(), max_messages=max_messages)
+                nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout)
                 try:
                     async with tp.open_session(
                             llm=agent.llm, tts=agent.tts, output=sink, tools=agent.tools,
@@ -268,6 +272,9 @@ class Conversation:
                         self.started.set()
                         try:
                             await self._ended.wait()
+                        except trio.Cancelled:
+                            self.end(1001, "the server is shutting down")
+                            raise
                         finally:
                             sink.disconnect()
                             mic.close()
@@ -289,14 +296,23 @@ class Conversation:
                     scope.shield = True
                     await agent.aclose()
 
-    async def _reader(self, ws: WebSocketConnection, sink: WebSocketOutput, mic: MicInput) -> None:
+    async def _reader(self, ws: WebSocketConnection, sink: WebSocketOutput, mic: MicInput,
+                      limit: RateLimit, idle_timeout: float) -> None:
         hello = self.hello
         assert hello is not None
         try:
             while True:
-                message = await ws.get_message()
+                message: str | bytes | None = None
+                with trio.move_on_after(idle_timeout):
+                    message = await ws.get_message()
+                if message is None:
+                    self.end(CLOSE_IDLE, f"nothing received for {idle_timeout:g} s")
+                    return
+                now = trio.current_time()
+                limit.message(now)
                 if isinstance(message, bytes):
                     check_pcm(message, hello)
+                    limit.pcm(now, len(message) / 2 / hello.sample_rate)
                     if message:
                         mic.put(tp.AudioFrame(message, hello.sample_rate))
                 else:

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "CLOSE_BAD_DATA",
+    "CLOSE_FLOOD",
+    "CLOSE_IDLE",
     "CLOSE_INVALID",
     "CLOSE_NO_HELLO",
     "CLOSE_POLICY",
@@ -35,6 +37,7 @@ __all__ = [
     "Paused",
     "Progress",
     "ProtocolError",
+    "RateLimit",
     "Resumed",
     "Started",
     "check_origin",
@@ -61,6 +64,8 @@ CLOSE_SERVER_ERROR = 1011  # our fault (the agent could not be built, or failed)
 CLOSE_TRY_LATER = 1013  # too many conversations: try again later
 CLOSE_NO_HELLO = 4408  # no hello within the hello timeout
 CLOSE_TOO_SLOW = 4409  # the client stopped reading what we send (send timeout)
+CLOSE_IDLE = 4410  # nothing received for the idle timeout
+CLOSE_FLOOD = 4429  # too many messages, or microphone audio faster than real time
 
 
 class ProtocolError(Exception):
@@ -202,6 +207,33 @@ def check_pcm(data: bytes, hello: Hello | None) -> None:
         raise ProtocolError(CLOSE_TOO_BIG, "a PCM message holds at most one second")
     if len(data) % 2:
         raise ProtocolError(CLOSE_INVALID, "PCM must be whole 16-bit samples (even length)")
+
+
+class RateLimit:
+    """What one client may send: ``max_messages`` per second (in windows of one second)
+    and microphone audio no faster than real time, ``burst`` seconds ahead at most
+    (audio a network hiccup held back may arrive in a burst). Pure: give it the time.
+    """
+
+    def __init__(self, start: float, *, max_messages: int = 250, burst: float = 2.0) -> None:
+        self.start = start
+        self.max_messages = max_messages
+        self.burst = burst
+        self.audio = 0.0
+        self._window = start
+        self._count = 0
+
+    def message(self, now: float) -> None:
+        if now - self._window >= 1.0:
+            self._window, self._count = now, 0
+        self._count += 1
+        if self._count > self.max_messages:
+            raise ProtocolError(CLOSE_FLOOD, f"more than {self.max_messages} messages in a second")
+
+    def pcm(self, now: float, seconds: float) -> None:
+        self.audio += seconds
+        if self.audio > now - self.start + self.burst:
+            raise ProtocolError(CLOSE_FLOOD, "microphone audio faster than real time")
 
 
 # -- HTTP side ---------------------------------------------------------------------------

@@ -62,9 +62,11 @@ class ServerOptions:
     client without ``Origin`` (not a browser) may connect. ``max_conversations``
     running at once (more get 1013); ``max_connections`` open TCP connections of any
     kind (more are closed unanswered). ``hello_timeout``, ``request_timeout`` (the
-    HTTP request head) and ``send_timeout`` (one message to a client that does not
-    read) in seconds. ``lead``: seconds of agent audio sent beyond the player's
-    reports; ``mic_buffer``: seconds of microphone audio queued for the session.
+    HTTP request head), ``send_timeout`` (one message to a client that does not
+    read) and ``idle_timeout`` (nothing received at all) in seconds; ``max_messages``
+    a client may send per second (microphone frames and reports together).
+    ``lead``: seconds of agent audio sent beyond the player's reports;
+    ``mic_buffer``: seconds of microphone audio queued for the session.
     """
 
     token: str | None = None
@@ -77,15 +79,18 @@ class ServerOptions:
     send_timeout: float = 10.0
     lead: float = 0.8
     mic_buffer: float = 2.0
+    idle_timeout: float = 300.0
+    max_messages: int = 250
     page_dir: Path = PAGE_DIR
 
     def __post_init__(self) -> None:
-        for name in ("hello_timeout", "request_timeout", "send_timeout", "lead", "mic_buffer"):
+        for name in ("hello_timeout", "request_timeout", "send_timeout", "lead", "mic_buffer",
+                     "idle_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-        for name in ("max_conversations", "max_connections"):
+        for name in ("max_conversations", "max_connections", "max_messages"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -296,7 +301,8 @@ class WebServer:
         if self.on_conversation is not None:
             self.on_conversation(conversation)
         await conversation.run(ws, agent, lead=opts.lead, mic_buffer=opts.mic_buffer,
-                               send_timeout=opts.send_timeout, on_barge_in=self.barge_ins.append)
+                               send_timeout=opts.send_timeout, idle_timeout=opts.idle_timeout,
+                               max_messages=opts.max_messages, on_barge_in=self.barge_ins.append)
 
 
 async def _respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes,

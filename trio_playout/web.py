@@ -85,9 +85,12 @@ not an object, unknown type, bad field, a second hello, odd-length PCM, a first
 message that is not a hello); 1008 policy (bad token, origin refused); 1009 message
 too big (PCM over one second, text over 4096, anything over 96000 bytes is cut off
 by the websocket layer before it is buffered); 1011 server error (the agent could
-not start, or failed); 1013 try again later (``max_conversations`` reached); 4408
-no hello in time; 4409 the client stopped reading (a message could not be sent in
-10 s, or 256 kB of events piled up).
+not start, or failed); 1001 the server is shutting down; 1013 try again later
+(``max_conversations`` reached); 4408 no hello in time; 4409 the client stopped
+reading (a message could not be sent in 10 s, or 256 kB of events piled up); 4410
+nothing received for ``idle_timeout`` (300 s; a page streams its microphone, so
+only a dead one is idle); 4429 flooding: more than 250 messages in a second, or
+microphone audio more than 2 s ahead of real time.
 
 Limits and isolation: one conversation per connection, nothing shared between
 them but the agent's stateless parts, so behind a load balancer any instance can
@@ -107,6 +110,8 @@ if importlib.util.find_spec("trio_websocket") is None or importlib.util.find_spe
 from ._web_conversation import Agent, AgentFactory, BargeIn, Conversation, ConversationInfo, MicInput
 from ._web_protocol import (
     CLOSE_BAD_DATA,
+    CLOSE_FLOOD,
+    CLOSE_IDLE,
     CLOSE_INVALID,
     CLOSE_NO_HELLO,
     CLOSE_POLICY,
@@ -123,6 +128,8 @@ from ._web_sink import Outbox, WebSocketOutput
 
 __all__ = [
     "CLOSE_BAD_DATA",
+    "CLOSE_FLOOD",
+    "CLOSE_IDLE",
     "CLOSE_INVALID",
     "CLOSE_NO_HELLO",
     "CLOSE_POLICY",
