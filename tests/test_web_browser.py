@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 import os
 import wave
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +367,138 @@ async def test_a_blip_pauses_and_resumes_with_pause_on_speech_start_in_chromium(
     assert false and false[0]["resumed"] is True and false[0]["provisional"] is True
     server_false = [b for b in run.conversations[0].barge_ins if b.stopped_at is not None]
     assert len(server_false) >= 2  # the blip's pause and the words' were both timed
+
+
+# -- the worklets alone, in an OfflineAudioContext (rendered faster than real time) ------
+
+CAPTURE = """(async ([rate, freq]) => {
+  const ctx = new OfflineAudioContext({numberOfChannels: 1, length: rate, sampleRate: rate});
+  await ctx.audioWorklet.addModule('/static/capture-worklet.js');
+  const node = new AudioWorkletNode(ctx, 'trio-capture', {numberOfInputs: 1, numberOfOutputs: 1,
+    outputChannelCount: [1], processorOptions: {targetRate: 16000, chunkMs: 20}});
+  const chunks = [];
+  node.port.onmessage = (e) => chunks.push(Array.from(new Int16Array(e.data.buffer)));
+  const osc = new OscillatorNode(ctx, {frequency: freq});
+  osc.connect(new GainNode(ctx, {gain: 0.5})).connect(node);
+  node.connect(ctx.destination);
+  osc.start();
+  await ctx.startRendering();
+  for (let seen = -1; seen !== chunks.length;) {
+    seen = chunks.length;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return chunks;
+})(%s)"""
+
+# The player's script: at 0.1 s a pause with nothing queued, 0.2 resume; at 0.3 segment 1
+# (0.3 s of a 440 Hz sine, flushed) and segment 2 (0.5 s, not flushed); a pause at 0.4,
+# resume at 0.5; a clear at 1.0. Messages are posted while the context is suspended.
+PLAYER = """(async ([rate, srcRate]) => {
+  const ctx = new OfflineAudioContext({numberOfChannels: 1, length: rate * 1.2, sampleRate: rate});
+  await ctx.audioWorklet.addModule('/static/player-worklet.js');
+  const node = new AudioWorkletNode(ctx, 'trio-player', {numberOfInputs: 0, numberOfOutputs: 1,
+    outputChannelCount: [1]});
+  const reports = [];
+  node.port.onmessage = (e) => reports.push(e.data);
+  node.connect(ctx.destination);
+  const settle = () => new Promise((r) => setTimeout(r, 30));
+  const send = (m, t) => node.port.postMessage(m, t || []);
+  const feed = (segment, seconds) => {
+    const n = Math.round(seconds * srcRate), step = Math.round(0.02 * srcRate);
+    for (let i = 0; i < n; i += step) {
+      const a = new Int16Array(Math.min(step, n - i));
+      for (let k = 0; k < a.length; k++) {
+        a[k] = Math.round(16000 * Math.sin(2 * Math.PI * 440 * (i + k) / srcRate));
+      }
+      send({type: 'audio', segment, pcm: a.buffer}, [a.buffer]);
+    }
+  };
+  const at = (t, fn) => ctx.suspend(t).then(async () => { fn(); await settle(); ctx.resume(); });
+  at(0.1, () => send({type: 'pause'}));
+  at(0.2, () => send({type: 'resume'}));
+  at(0.3, () => {
+    send({type: 'segment', segment: 1, rate: srcRate}); feed(1, 0.3); send({type: 'flush', segment: 1});
+    send({type: 'segment', segment: 2, rate: srcRate}); feed(2, 0.5);
+  });
+  at(0.4, () => send({type: 'pause'}));
+  at(0.5, () => send({type: 'resume'}));
+  at(1.0, () => send({type: 'clear'}));
+  const out = await ctx.startRendering();
+  await settle();
+  return {reports, out: Array.from(out.getChannelData(0))};
+})(%s)"""
+
+
+@asynccontextmanager
+async def _blank_page() -> AsyncIterator[browser.Page]:
+    """A page of the real server (the worklets' origin), no conversation."""
+    def factory(info: ConversationInfo) -> Agent:
+        raise AssertionError("no conversation here")
+
+    server = WebServer(factory)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, "127.0.0.1", 0)
+            async with browser.launch() as chromium:
+                yield await chromium.open_page(f"http://127.0.0.1:{server.port}/")
+            nursery.cancel_scope.cancel()
+
+
+async def test_capture_worklet_sends_16k_pcm_in_20ms_chunks() -> None:
+    async with _blank_page() as page:
+        for rate in (48000, 44100):
+            for freq in (1000, 3000, 12000):
+                chunks = await page.evaluate(CAPTURE % json.dumps([rate, freq]))
+                assert {len(c) for c in chunks} == {320}, (rate, freq)  # 20 ms at 16 kHz
+                assert abs(len(chunks) - 50) <= 1  # one second
+                x = np.array([v for c in chunks for v in c], dtype=np.float64)[200:] / 32768
+                rms = float(np.sqrt(np.mean(x * x)))
+                if freq < 8000:  # the pass band: the same tone, the same level
+                    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+                    peak = float(np.fft.rfftfreq(len(x), 1 / RATE)[np.argmax(spectrum)])
+                    assert abs(peak - freq) <= 2, (rate, freq, peak)
+                    assert abs(rms - 0.5 / np.sqrt(2)) < 0.01, (rate, freq, rms)
+                else:  # above 8 kHz: filtered out, not folded back as a 4 kHz ghost
+                    assert rms < 0.5 / np.sqrt(2) / 100, (rate, freq, rms)
+
+
+async def test_player_worklet_reports_the_samples_it_output() -> None:
+    async with _blank_page() as page:
+        for rate, src in ((48000, 22050), (44100, 24000), (48000, 48000)):
+            result = await page.evaluate(PLAYER % json.dumps([rate, src]), bound=60)
+            out = np.array(result["out"])
+            r = [x for x in result["reports"] if x["type"] != "progress"]
+            assert [(x["type"], x.get("segment")) for x in r] == [
+                ("paused", None), ("resumed", None), ("started", 1), ("paused", 1), ("resumed", None),
+                ("finished", 1), ("started", 2), ("cleared", 2)], r
+            idle_pause, _, start, pause, resume, finish, start2, clear = r
+            assert idle_pause["position"] == 0 and not idle_pause["audible"]
+            assert pause["audible"] and clear["audible"]
+            # positions are output samples: the time played, pauses excluded
+            assert pause["position"] == pytest.approx(pause["time"] - start["time"], abs=1e-6)
+            assert finish["position"] == pytest.approx(0.3, abs=1 / src + 1 / rate)  # all of it
+            played = pause["position"] + finish["time"] - resume["time"]
+            assert played == pytest.approx(finish["position"], abs=1e-6)
+            assert start2["time"] == finish["time"]  # back to back
+            assert clear["position"] == pytest.approx(clear["time"] - start2["time"], abs=1e-6)
+            # progress about every 100 ms of output, never while paused, never backwards
+            progress = [x for x in result["reports"] if x["type"] == "progress"]
+            for seg in (1, 2):
+                positions = [0.0] + [x["position"] for x in progress if x["segment"] == seg]
+                assert len(positions) >= 3
+                steps = [b - a for a, b in itertools.pairwise(positions)]
+                assert all(0.1 - 1e-9 <= step < 0.1 + 128 / rate for step in steps), positions
+            assert not [x for x in progress if pause["time"] < x["time"] < resume["time"]]
+            # the sound: silence until the start, during the pause and after the clear; in
+            # between, the sine resampled, continuing from the very sample where it paused
+            i = [round(x["time"] * rate) for x in (start, pause, resume, start2, clear)]
+            assert not out[:i[0]].any() and not out[i[1]:i[2]].any() and not out[i[4]:].any()
+            one = np.concatenate([out[i[0]:i[1]], out[i[2]:i[3]]])
+            two = out[i[3]:i[4]]
+            for got in (one, two):
+                t = np.arange(len(got)) / rate
+                want = 16000 / 32768 * np.sin(2 * np.pi * 440 * t)
+                assert np.max(np.abs(got - want)) < 0.002, (rate, src)
 
 
 async def test_page_shows_why_it_was_closed(offline_parts: Any) -> None:

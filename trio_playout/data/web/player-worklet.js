@@ -10,9 +10,10 @@
 //   cleared  {segment, position}       one per unfinished segment on a clear
 //   paused   {segment|null, position}  on pause (position frozen until resume)
 //   resumed  {}                        on resume
-// Every report also carries `time`, the audio-clock time at which it took effect, and
-// paused/cleared carry `audible` (agent audio was coming out when it stopped), for
-// the page's barge-in timeline; the page forwards only type, segment and position.
+// Every report also carries `time`, the audio-clock time of the sample where it took
+// effect, and paused/cleared carry `audible` (agent audio was coming out when it
+// stopped), for the page's barge-in timeline; the page forwards only type, segment
+// and position.
 //
 // Messages from the page, in the order the server sent them:
 //   {type:"segment", segment, rate}, {type:"audio", segment, pcm: ArrayBuffer of
@@ -77,8 +78,10 @@ class TrioPlayer extends AudioWorkletProcessor {
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
 
-  report(type, fields) {
-    this.port.postMessage(Object.assign({ type, time: currentTime }, fields));
+  report(type, fields, offset) {
+    // `time`: the audio-clock time of the sample where it happened (messages act
+    // between render quanta, at currentTime; the player's own events at sample `offset`)
+    this.port.postMessage(Object.assign({ type, time: currentTime + (offset || 0) / sampleRate }, fields));
   }
 
   find(id) {
@@ -139,7 +142,7 @@ class TrioPlayer extends AudioWorkletProcessor {
       if (seg.queued > 0) {
         if (!seg.started) {
           seg.started = true;
-          this.report("started", { segment: seg.id });
+          this.report("started", { segment: seg.id }, k);
         }
         const chunk = seg.chunks[0];
         const n = Math.min(out.length - k, chunk.length - seg.read);
@@ -156,10 +159,10 @@ class TrioPlayer extends AudioWorkletProcessor {
         }
         if (seg.sinceProgress >= PROGRESS_EVERY * sampleRate) {
           seg.sinceProgress = 0;
-          this.report("progress", { segment: seg.id, position: seg.played / sampleRate });
+          this.report("progress", { segment: seg.id, position: seg.played / sampleRate }, k);
         }
       } else if (seg.flushed) {
-        this.report("finished", { segment: seg.id, position: seg.played / sampleRate });
+        this.report("finished", { segment: seg.id, position: seg.played / sampleRate }, k);
         this.queue.shift();
       } else {
         if (seg.started) this.underruns++;
