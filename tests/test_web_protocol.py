@@ -214,3 +214,14 @@ def test_rate_limit_counts_messages_per_second_and_audio_against_the_clock() -> 
     steady = RateLimit(0.0, burst=0.1)
     for k in range(1, 1000):  # real-time pace never trips it
         steady.pcm(k * 0.02, 0.02)
+
+
+def test_turn_options_from_the_query() -> None:
+    from trio_playout._web_agent import turn_options
+
+    assert turn_options({}, False).pause_on_speech_start is False
+    assert turn_options({}, True).pause_on_speech_start is True
+    assert turn_options({"pause_on_speech_start": "1"}, False).pause_on_speech_start is True
+    assert turn_options({"pause_on_speech_start": "true"}, False).pause_on_speech_start is True
+    assert turn_options({"pause_on_speech_start": "0"}, True).pause_on_speech_start is False
+    assert turn_options({"pause_on_speech_start": "maybe"}, True).pause_on_speech_start is True

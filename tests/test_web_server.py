@@ -8,6 +8,7 @@ server share one trio run; loopback I/O never waits on the clock).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -299,4 +300,30 @@ async def test_real_silero_hears_espeak_speech_through_the_socket(autojump_clock
             assert event["server_ms"] < 50
             [barge_in] = conv.barge_ins
             assert barge_in.onset_at == pytest.approx(onset, abs=0.05)
+        nursery.cancel_scope.cancel()
+
+
+async def test_session_message_first_and_the_query_reaches_the_factory(autojump_clock: trio.abc.Clock
+                                                                      ) -> None:
+    from trio_playout._web_agent import turn_options
+
+    seen: list[ConversationInfo] = []
+
+    def factory(info: ConversationInfo) -> Agent:
+        seen.append(info)
+        return Agent(llm=ScriptedLLM([]), tts=FakeTTS(), vad=ScriptedVAD(), greeting="hi there",
+                     turn=turn_options(info.query, False))
+
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, factory, ServerOptions(token="t"))
+        received: list[str | bytes] = []
+        for flag, expected in (("1", True), ("0", False)):
+            from trio_websocket import open_websocket_url
+            async with open_websocket_url(f"{served.url}?token=t&pause_on_speech_start={flag}") as ws:
+                await ws.send_message('{"type":"hello","protocol":1,"sample_rate":16000}')
+                received = [await ws.get_message() for _ in range(2)]
+            first = json.loads(received[0])
+            assert first == {"type": "session", "conversation": len(seen), "protocol": 1, "lead": 0.8,
+                             "pause_on_speech_start": expected}
+            assert dict(seen[-1].query) == {"pause_on_speech_start": flag}  # no token
         nursery.cancel_scope.cancel()

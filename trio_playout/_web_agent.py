@@ -10,13 +10,14 @@ from the request's history only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import trio_playout as tp
 
 from ._web_conversation import Agent, AgentFactory, ConversationInfo
 
-__all__ = ["AgentConfig", "default_factory"]
+__all__ = ["AgentConfig", "default_factory", "turn_options"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class AgentConfig:
     sink_grace: float = 2.0
 
 
+def turn_options(query: Mapping[str, str], default_pause_on_speech_start: bool) -> tp.TurnOptions:
+    """The turn options of one conversation: ``?pause_on_speech_start=1`` (or ``0``) on the
+    websocket URL (the page's toggle) overrides the server's default; anything else keeps it."""
+    value = query.get("pause_on_speech_start", "").lower()
+    pause = {"1": True, "true": True, "0": False, "false": False}.get(value, default_pause_on_speech_start)
+    return tp.TurnOptions(pause_on_speech_start=pause)
+
+
 def default_factory(config: AgentConfig) -> AgentFactory:
     """Build the shared parts now (errors surface at start-up) and return the factory."""
     from .offline import offline_agent
@@ -43,10 +52,10 @@ def default_factory(config: AgentConfig) -> AgentFactory:
         from .openai import OpenAILLM
 
         llm = OpenAILLM(model=config.llm_model or "gpt-4o-mini", base_url=config.llm_base_url)
-    turn = tp.TurnOptions(pause_on_speech_start=config.pause_on_speech_start)
 
     def factory(info: ConversationInfo) -> Agent:
-        return Agent(llm=llm, tts=offline.tts, vad=offline.vad, stt=offline.stt, turn=turn, tools=tools,
+        return Agent(llm=llm, tts=offline.tts, vad=offline.vad, stt=offline.stt, tools=tools,
+                     turn=turn_options(info.query, config.pause_on_speech_start),
                      greeting=config.greeting, sink_grace=config.sink_grace)
 
     return factory

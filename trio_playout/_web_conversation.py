@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from ._web_protocol import (
     CLOSE_NO_HELLO,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_SLOW,
+    PROTOCOL_VERSION,
     Hello,
     ProtocolError,
     RateLimit,
@@ -52,11 +53,14 @@ HISTORY_TEXT = 2000  # characters per item
 
 @dataclass(frozen=True)
 class ConversationInfo:
-    """What the agent factory knows about a new conversation."""
+    """What the agent factory knows about a new conversation: its number, the client's
+    hello and address, and the websocket URL's query parameters (``token`` removed),
+    e.g. ``pause_on_speech_start=1`` from the page's toggle."""
 
     number: int
     hello: Hello
     remote: str
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +207,7 @@ class Conversation:
 
     number: int
     remote: str
+    query: dict[str, str] = field(default_factory=dict)
     hello: Hello | None = None
     session: tp.Session | None = None
     output: WebSocketOutput | None = None
@@ -253,6 +258,9 @@ class Conversation:
         mic = self.mic = MicInput(mic_buffer)
         self._wire_barge_ins(sink, mic, outbox, on_barge_in)
         vad = _ObservedVAD(agent.vad, self._on_vad) if agent.vad is not None else None
+        outbox.put(OutItem(server_message(
+            "session", conversation=self.number, protocol=PROTOCOL_VERSION, lead=lead,
+            pause_on_speech_start=bool(agent.turn and agent.turn.pause_on_speech_start)), "event"))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, outbox, send_timeout)

@@ -258,7 +258,7 @@ class WebServer:
         elif len(self.conversations) >= opts.max_conversations:
             refuse = (CLOSE_TRY_LATER, "too many conversations; try again later")
         number = next(self._numbers)
-        conversation = Conversation(number, remote)
+        conversation = Conversation(number, remote, query={k: v for k, v in query.items() if k != "token"})
         if refuse is None:
             self.conversations[number] = conversation  # counted from the handshake on
             self._signal()
@@ -292,7 +292,8 @@ class WebServer:
             await _close(ws, conversation.close_code, conversation.close_reason)
             return
         try:
-            agent = self.factory(ConversationInfo(conversation.number, hello, conversation.remote))
+            agent = self.factory(ConversationInfo(conversation.number, hello, conversation.remote,
+                                                  conversation.query))
         except Exception:
             logger.exception("the agent factory failed")
             conversation.end(CLOSE_SERVER_ERROR, "could not start the agent")

@@ -56,6 +56,11 @@ The session gets at most 2 s of it queued; more is dropped (counted).
 
 Server -> client, text:
 
+* ``{"type":"session","conversation":N,"protocol":1,"lead":0.8,
+  "pause_on_speech_start":bool}``: first, once the agent is made: how this
+  conversation runs. ``?pause_on_speech_start=1`` (or ``0``) on the websocket URL
+  asks for that turn option (the default agent honours it; a factory sees the
+  query as ``ConversationInfo.query``).
 * ``{"type":"segment","segment":N,"sample_rate":R}``: agent audio of segment N
   follows (binary messages, 16-bit LE mono PCM at R Hz) until the next ``segment``.
 * ``{"type":"flush","segment":N}``: no more audio for N; report ``finished`` when it
