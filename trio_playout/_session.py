@@ -39,7 +39,6 @@ What history records as heard, per step:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import math
@@ -47,10 +46,9 @@ import sys
 from collections.abc import (
     AsyncIterable,
     Iterable,
-    Iterator,
     Mapping,
 )
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from heapq import heappop, heappush
 
 import trio
@@ -69,7 +67,7 @@ from ._input import STT, VAD
 from ._models import LLM, TTS, LLMRequest, TextDelta, ToolCall
 from ._speech import SpeechHandle, SpeechPriority, _Step
 from ._state import SpeechPhase, ToolCallPhase
-from ._step import _aclosing, _Playout, _Reply, _Say, _Source, _split_sentences
+from ._step import _aclosing, _ErrorsInto, _Playout, _Reply, _Say, _Source, _split_sentences
 from ._tool_runner import _ToolRunner
 from ._tools import FunctionTool
 from ._turn import AgentState, TurnOptions, UserState
@@ -411,23 +409,13 @@ class Session:
                 interrupted=outcome.phase is ToolCallPhase.INTERRUPTED,
             ))
 
-    @contextmanager
-    def _errors_into(self, speech: SpeechHandle) -> Iterator[None]:
+    def _errors_into(self, speech: SpeechHandle) -> _ErrorsInto:
         """Record errors of a speech's own work on it; only cancellation goes on.
 
         An error must not escape into the speech's nursery, where it would cancel
         the speech's protected tools.
         """
-        try:
-            yield
-        except Exception as exc:
-            self._record_error(speech, exc)
-        except BaseExceptionGroup as group:
-            cancelled, rest = group.split(trio.Cancelled)
-            if rest is not None:
-                self._record_error(speech, rest)
-            if cancelled is not None:
-                raise cancelled from None
+        return _ErrorsInto(self, speech)
 
     def _record_error(self, speech: SpeechHandle, exc: BaseException) -> None:
         exc = _sole(exc)
@@ -466,7 +454,10 @@ class Session:
         finally:
             speech._stop_audio = None
             if step.playback is None and playout.segments:
-                step.playback = await self._stop_audio(speech, playout)
+                if playout.unfinished():
+                    step.playback = await self._stop_audio(speech, playout)
+                else:  # the sink confirmed inside interrupt() (usual for a local sink)
+                    step.playback = playout.result()
             self._commit_heard(speech, playout, step.playback)
             self._finish_playout(speech, step)
 
@@ -576,15 +567,16 @@ class Session:
         # A sink that never confirmed cut nothing we know of: only the speech's
         # interrupt, or a confirmed early stop, marks the message interrupted.
         interrupted = speech.interrupted or playout.cut_by_sink()
-        if result.interrupted and result.position < _NOTHING_HEARD:
+        position, cut = result.position, result.interrupted
+        if cut and position < _NOTHING_HEARD:
             return  # stopped as it started: float dust of the clock, not a word heard
-        if result.interrupted and result.position < playout.audio:
+        if cut and position < playout.audio:
             # a word counts as heard once more than float dust of it played (a cut
             # 1e-15 s after a word's start must not record that word)
-            result = dataclasses.replace(result, position=result.position - _NOTHING_HEARD)
-        text = playout.heard(result).rstrip()
-        if text and (result.position > 0 or not result.interrupted):
-            self._commit(speech, ChatMessage("assistant", text, interrupted=interrupted))
+            position -= _NOTHING_HEARD
+        text = playout.heard(position, cut).rstrip()
+        if text and (position > 0 or not cut):
+            self._commit(speech, ChatMessage("assistant", text, interrupted))
 
     # -- closing ---------------------------------------------------------------------------
     async def _run_voice(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

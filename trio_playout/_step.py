@@ -8,11 +8,20 @@ length and every segment its frames went into. From that it cuts the heard text
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import trio
 
 from ._audio import PlaybackResult, PlaybackSegment
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ._speech import SpeechHandle
 
 __all__: list[str] = []
 
@@ -47,6 +56,10 @@ class _Playout:
         The position is on the step's own timeline (segments back to back), where
         the word timings are.
         """
+        if len(self.segments) == 1:  # the usual case: its own result, same timeline
+            only = self.segments[0].result
+            assert only is not None
+            return only
         offset = position = 0.0
         interrupted, confirmed = False, True
         for segment in self.segments:
@@ -64,13 +77,56 @@ class _Playout:
         return any(s.result is not None and s.result.interrupted and s.result.confirmed
                    for s in self.segments)
 
-    def heard(self, result: PlaybackResult) -> str:
-        if self.complete and (not result.interrupted or result.position >= self.audio):
+    def heard(self, position: float, interrupted: bool) -> str:
+        """The text heard up to ``position`` on the step's timeline."""
+        if self.complete and (not interrupted or position >= self.audio):
             return self.text  # all of it played: also any tail after the last timed word
         if not self.words:
             return self.text  # no word timings: the best we know is what was sent
-        end = max((c for start, c in self.words if start < result.position), default=0)
+        end = 0
+        for start, char in self.words:
+            if start < position and char > end:
+                end = char
         return self.text[:end]
+
+
+class _RecordsErrors(Protocol):
+    def _record_error(self, speech: SpeechHandle, exc: BaseException) -> None: ...
+
+
+class _ErrorsInto:
+    """``with session._errors_into(speech):`` record errors of a speech's own work on
+    it; only cancellation goes on (an error must not escape into the speech's
+    nursery, where it would cancel its protected tools).
+
+    A class, not a generator: it is on every step's interrupt path, where a
+    generator-based context manager costs a generator and its StopIteration.
+    """
+
+    __slots__ = ("_session", "_speech")
+
+    def __init__(self, session: _RecordsErrors, speech: SpeechHandle) -> None:
+        self._session = session
+        self._speech = speech
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, Exception):
+            self._session._record_error(self._speech, exc)
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            cancelled, rest = exc.split(trio.Cancelled)
+            if rest is not None:
+                self._session._record_error(self._speech, rest)
+            if cancelled is not None:
+                raise cancelled from None
+            return True
+        return False
 
 
 @dataclass(frozen=True)
