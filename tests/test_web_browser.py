@@ -187,13 +187,15 @@ def offline_parts() -> Any:
     return offline_agent()
 
 
-def _server(offline: Any, options: ServerOptions | None = None, turn: tp.TurnOptions | None = None) -> Run:
+def _server(offline: Any, options: ServerOptions | None = None) -> Run:
     clock = WordClock(offline.tts)
     conversations: list[Conversation] = []
     mics: list[MicTap] = []
 
     def factory(info: ConversationInfo) -> Agent:
         mics.append(MicTap(offline.vad))
+        # the page's toggle, as python -m trio_playout.web takes it
+        turn = tp.TurnOptions(pause_on_speech_start=info.query.get("pause_on_speech_start") == "1")
         return Agent(llm=offline.llm, tts=clock, vad=mics[-1], stt=offline.stt, tools=offline.tools,
                      turn=turn, greeting=GREETING)
 
@@ -203,7 +205,8 @@ def _server(offline: Any, options: ServerOptions | None = None, turn: tp.TurnOpt
 STATE = """JSON.stringify({connection: trioPage.connection, sent: trioPage.sent, received: trioPage.received,
   reports: trioPage.reports, events: trioPage.events.map(e => e.data), bargeIns: trioPage.bargeIns,
   history: trioPage.history, errors: trioPage.errors, closeCode: trioPage.closeCode,
-  segments: trioPage.segments, timeline: document.getElementById('timeline-marks').innerText,
+  segments: trioPage.segments, pauseOnSpeechStart: trioPage.pauseOnSpeechStart,
+  server: trioPage.server, timeline: document.getElementById('timeline-marks').innerText,
   historyText: document.getElementById('history').innerText})"""
 
 
@@ -252,6 +255,7 @@ def _check_conversation(run: Run, state: dict[str, Any], console: list[str], wav
     assert not [line for line in console if line.startswith("exception")], console
     conversation = run.conversations[0]
     assert conversation.hello is not None and conversation.hello.sample_rate == RATE
+    assert state["server"]["conversation"] == conversation.number
     assert conversation.close_code == 1000
     reports = state["reports"]
     kinds = [(r["type"], r.get("segment")) for r in reports if r["type"] != "progress"]
@@ -336,6 +340,7 @@ async def test_greeting_plays_and_words_interrupt_it_in_chromium(
     shot = tmp_path / "web.png"
     state, console, ws_url = await _converse(run, user_wav, shot=shot)
     assert "pause_on_speech_start" not in ws_url
+    assert state["pauseOnSpeechStart"] is False  # offered by the server, off
     _check_conversation(run, state, console, user_wav)
     reports = state["reports"]
     # the blip was too short to barge in: the only pause is the words'
@@ -350,9 +355,11 @@ async def test_greeting_plays_and_words_interrupt_it_in_chromium(
 
 async def test_a_blip_pauses_and_resumes_with_pause_on_speech_start_in_chromium(
         user_wav: Path, offline_parts: Any) -> None:
-    run = _server(offline_parts, turn=tp.TurnOptions(pause_on_speech_start=True))
+    run = _server(offline_parts)
     state, console, ws_url = await _converse(run, user_wav, toggle=True)
-    assert "pause_on_speech_start=1" in ws_url  # the page's toggle
+    assert "pause_on_speech_start=1" in ws_url  # the page's toggle ...
+    assert run.conversations[0].query == {"pause_on_speech_start": "1"}  # ... reached the factory
+    assert state["pauseOnSpeechStart"] is True  # and the server's session message confirmed it
     cut = _check_conversation(run, state, console, user_wav)
     reports = state["reports"]
     pauses = [i for i, r in enumerate(reports) if r["type"] == "paused"]

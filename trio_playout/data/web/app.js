@@ -17,7 +17,7 @@
   const ONSET_QUIET_MS = 300; // an onset needs this much quiet before it
   const CLOSE_TEXT = {
     1000: "closed",
-    1001: "the server is going away",
+    1001: "the server is shutting down",
     1003: "the server refused our data (not 16-bit PCM?)",
     1006: "connection lost (no close frame)",
     1007: "the server could not read a message",
@@ -27,6 +27,8 @@
     1013: "the server is full; try again later",
     4408: "no hello in time",
     4409: "the page did not keep up with the server",
+    4410: "idle for too long",
+    4429: "too many messages (or microphone audio faster than real time)",
   };
 
   const params = new URLSearchParams(location.search);
@@ -237,6 +239,11 @@
         break;
       case "event":
         onEvent(m);
+        break;
+      case "session": // the server's first message: this conversation and its options
+        page.server = m;
+        $("proto").textContent = `protocol ${m.protocol} · conversation ${m.conversation}`
+          + ` · mic ${MIC_RATE / 1000} kHz PCM over one websocket`;
         break;
       default:
         page.server = Object.assign(page.server || {}, m);
