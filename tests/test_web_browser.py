@@ -61,10 +61,10 @@ np = _need("numpy")
 _need("onnxruntime")
 _need("pocketsphinx")
 
-import browser  # noqa: E402
-
 import trio_playout as tp  # noqa: E402
 from trio_playout.web import Agent, Conversation, ConversationInfo, ServerOptions, WebServer  # noqa: E402
+
+from . import browser  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     browser.chromium_path() is None and not IN_CI,
