@@ -117,7 +117,7 @@ class Browser:
         """A new tab at ``url``, attached, with its console collected; waits for ``load``."""
         target = await self.send("Target.createTarget", {"url": "about:blank"})
         attached = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
-        page = Page(self, attached["sessionId"])
+        page = Page(self, attached["sessionId"], target["targetId"])
         await page.send("Page.enable")
         await page.send("Runtime.enable")
         async with self.expect(lambda m, p: m == "Page.loadEventFired") as loaded:
@@ -131,6 +131,11 @@ class Browser:
 class Page:
     browser: Browser
     session: str
+    target: str
+
+    async def close(self) -> None:
+        """Close the tab, as a user would (its websockets go with it)."""
+        await self.browser.send("Target.closeTarget", {"targetId": self.target})
 
     async def send(self, method: str, params: dict[str, Any] | None = None, *,
                    bound: float = 20) -> dict[str, Any]:

@@ -531,6 +531,33 @@ async def test_page_shows_why_it_was_closed(offline_parts: Any) -> None:
     assert len(run.conversations) == 1
 
 
+async def test_closing_the_tab_mid_greeting_ends_the_conversation(offline_parts: Any) -> None:
+    """A user who closes the tab while the agent speaks: the conversation ends, bounded,
+    and the greeting is written as heard up to the last position the page reported."""
+    run = _server(offline_parts)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run.server.serve, "127.0.0.1", 0)
+            async with browser.launch() as chromium:
+                page = await chromium.open_page(f"http://127.0.0.1:{run.server.port}/")
+                await page.click("#talk")
+                await page.wait_for("trioPage.reports.some(r => r.type === 'progress' && r.position > 0.5)",
+                                    limit=20)
+                await page.close()
+                with trio.fail_after(10):
+                    await run.conversations[0].finished.wait()
+            nursery.cancel_scope.cancel()
+    conversation = run.conversations[0]
+    assert conversation.close_code in (1001, 1006), conversation.close_code
+    assert not run.server.conversations
+    assert conversation.output is not None
+    positions = [r.message.position for r in conversation.output.reports
+                 if type(r.message).__name__ == "Progress" and r.message.segment == 1]
+    greeting = next(i for i in conversation.history if isinstance(i, tp.ChatMessage))
+    assert greeting.interrupted
+    assert greeting.text == run.clock.heard(GREETING, positions[-1]), (greeting, positions[-1])
+
+
 def test_page_is_self_contained() -> None:
     """No CDN, no build step: every file the page loads is served from /static/."""
     import re
