@@ -328,6 +328,8 @@ def _resume_late(r: dict[str, Any]) -> float | None:
     return None if a is None or e is None or t is None else float(a) - float(e) - float(t)
 
 
+LATE_MIC = 0.05  # a microphone frame this late (s): the process was starved in that trial
+
 # (name, scenario, value in seconds from one trial record)
 METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("S8 onset -> VAD decision", "S8", _sub("vad_decision", "onset")),
@@ -340,6 +342,7 @@ METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("S9 burst: resume late vs VAD end + timeout", "S9-burst", _resume_late),
     ("S10 t1 -> first answer frame", "S10", _sub("reply_first_frame", "end")),
     ("S10 t1 -> VAD end of speech received", "S10", _sub("vad_end", "end")),
+    ("S10 VAD end received -> first answer frame", "S10", _sub("reply_first_frame", "vad_end")),
     ("S10 first frame - trio's endpoint rule", "S10", _s10_overhead),
 ]
 
@@ -384,5 +387,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 "one_reply": sum(t.get("replies") == 1 for t in ts),
                 "replies": [t.get("replies") for t in ts],
             }
+        every = [t for s in ("S8", "S9-burst", "S9-click", "S10") for t in measured(out, s)]
+        known = [t for t in every if t.get("mic_late_max") is not None]  # a peer may not report it
+        counts["all"] = {"n": len(every),
+                         "late_mic": sum(t["mic_late_max"] > LATE_MIC for t in known) if known else "-"}
         table[key] = {"metrics": metrics, "counts": counts}
     return table
