@@ -338,3 +338,20 @@ async def test_server_shutdown_closes_conversations_1001_and_leaves_nothing(auto
     assert codes == [1001]
     assert conv.close_code == 1001
     assert conv.finished.is_set()
+
+
+async def test_audio_is_counted_from_the_handshake_not_from_the_session(autojump_clock: trio.abc.Clock
+                                                                        ) -> None:
+    """A client whose hello came late may send the audio it recorded meanwhile."""
+    async def bad(served: Served) -> None:
+        async with connect(served.url, hello=False) as client:
+            await trio.sleep(3.0)
+            await client.ws.send_message(HELLO)
+            await served.conversation(1)
+            for _ in range(4):  # 4 s of audio at once: 3 s late + the 2 s burst allowance
+                await client.ws.send_message(bytes(2 * 16000))
+            await trio.sleep(1.0)
+            assert client.player.close_code is None
+        assert served.server.closes[4429] == 0
+
+    await alongside(bad)

@@ -208,6 +208,7 @@ class Conversation:
     number: int
     remote: str
     query: dict[str, str] = field(default_factory=dict)
+    opened_at: float = field(default_factory=trio.current_time)  # the websocket's handshake
     hello: Hello | None = None
     session: tp.Session | None = None
     output: WebSocketOutput | None = None
@@ -264,7 +265,9 @@ class Conversation:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, outbox, send_timeout)
-                limit = RateLimit(trio.current_time(), max_messages=max_messages)
+                # Audio is counted against the clock from the handshake: no client can
+                # have recorded more since then (a slow start here must not count).
+                limit = RateLimit(self.opened_at, max_messages=max_messages)
                 nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout)
                 try:
                     async with tp.open_session(
