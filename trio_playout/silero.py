@@ -47,7 +47,7 @@ Decisions (the rules in :class:`SpeechDetector`, pure Python):
   (``min_speech_duration`` 0.05 rounds up to two windows), so 64 ms of voice plus
   the phase of the onset within its window, plus the microphone's frame (a window
   is analysed when the frame that completes it arrives). Measured on espeak speech
-  in virtual time: 0.06-0.15 s after the first audible sample (median 0.10); the
+  in virtual time: 0.05-0.16 s after the first audible sample (median 0.09); the
   session's own share is about 0.1 ms. ``min_speech_duration=0.03`` (one window)
   would start ~32 ms sooner, but then a single loud window (a click, a plosive of
   someone else's speech) would pause the agent; the default stays livekit's 0.05.
