@@ -99,6 +99,9 @@ async def test_scripted_vad_events_on_the_clock(autojump_clock: trio.testing.Moc
     # Boundaries on multiples of 20 ms: delivered exactly on time.
     assert marks == [(0.5, T.START_OF_SPEECH, 0.5), (1.0, T.END_OF_SPEECH, 1.0),
                      (1.5, T.START_OF_SPEECH, 1.5), (1.6, T.END_OF_SPEECH, 1.6)]
+    # an END carries the voiced length of its interval (the whole interval is voice)
+    ends = [e for _, e in got if e.type is T.END_OF_SPEECH]  # type: ignore[attr-defined]
+    assert [e.speech_duration for e in ends] == [pytest.approx(0.5), pytest.approx(0.1)]
     inferences = [e for _, e in got if e.type is T.INFERENCE]  # type: ignore[attr-defined]
     assert len(inferences) == math.floor(2.0 / 0.032)
     for k, (t, e) in enumerate((t, e) for t, e in got if e.type is T.INFERENCE):  # type: ignore[attr-defined]
