@@ -40,8 +40,9 @@ GREETING = "hello there this is the healthy conversation"  # 7 words, 2.33 s
 
 
 def factory(info: ConversationInfo) -> Agent:
+    # the healthy conversation's greeting is short; any other connection gets a long one
     return Agent(llm=ScriptedLLM([]), tts=FakeTTS(), vad=ScriptedVAD(), stt=ScriptedSTT(),
-                 greeting=GREETING)
+                 greeting=GREETING if info.number == 1 else " ".join(["long"] * 600))
 
 
 async def healthy(served: Served, ready: trio.Event | None = None) -> None:
@@ -360,3 +361,27 @@ async def test_audio_is_counted_from_the_handshake_not_from_the_session(autojump
         assert served.server.closes[4429] == 0
 
     await alongside(bad)
+
+
+async def test_a_client_that_stops_reading_is_closed_4409(autojump_clock: trio.abc.Clock) -> None:
+    """It says hello, its receive buffer is 4 kB and it never reads: the agent's audio
+    backs up, a send waits over send_timeout, and the connection is closed."""
+    import socket
+
+    async def bad(served: Served) -> None:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", served.server.port))
+        stream = trio.SocketStream(sock)
+        port = served.server.port
+        head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await stream.send_all(head.encode())
+        await stream.receive_some(200)  # the 101 (and maybe a little more); then never again
+        hello = HELLO.encode()
+        await stream.send_all(frame_header(0x1, len(hello)) + hello)
+        with trio.fail_after(600):
+            await served.server.wait_until(lambda: served.server.closes[4409] == 1)
+        await stream.aclose()
+
+    await alongside(bad, ServerOptions(send_timeout=2.0))
