@@ -259,6 +259,9 @@ class Conversation:
         mic = self.mic = MicInput(mic_buffer)
         self._wire_barge_ins(sink, mic, outbox, on_barge_in)
         vad = _ObservedVAD(agent.vad, self._on_vad) if agent.vad is not None else None
+        hears = vad is not None or agent.stt is not None
+        if not hears:
+            mic.close()  # an agent without ears: the microphone's audio is not kept
         outbox.put(OutItem(server_message(
             "session", conversation=self.number, protocol=PROTOCOL_VERSION, lead=lead,
             pause_on_speech_start=bool(agent.turn and agent.turn.pause_on_speech_start)), "event"))
@@ -273,7 +276,7 @@ class Conversation:
                     async with tp.open_session(
                             llm=agent.llm, tts=agent.tts, output=sink, tools=agent.tools,
                             sink_grace=agent.sink_grace, close_timeout=agent.close_timeout,
-                            audio_input=mic if (vad is not None or agent.stt is not None) else None,
+                            audio_input=mic if hears else None,
                             vad=vad, stt=agent.stt, turn=agent.turn) as session:
                         self.session = session
                         nursery.start_soon(self._events, session, outbox)
