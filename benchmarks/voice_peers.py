@@ -201,6 +201,18 @@ def run_config(cfg: Config, spec: dict[str, Any], work: Path, timeout: float) ->
     return out
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured and the tracked files that differed from it (other work in the tree)."""
+    def git(*args: str) -> str:
+        try:
+            proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+            return proc.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "modified": [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -243,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     configs.sort(key=lambda c: (settings.index(c.setting), IMPLS.index(c.impl), c.pause_on_speech_start))
     rng = random.Random(a.seed)
     started = time.time()
+    source = source_state()
     load_before = load_average()
     results: dict[str, Any] = {}
     jobs = a.jobs if a.jobs is not None else (2 if a.quick else 1)
@@ -296,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.time() - started, 1),
         "quick": a.quick,
         "jobs": jobs,
+        "source": source,
         "plan": plan.__dict__,
         "settings": settings,
         "impls": impls,
@@ -364,6 +378,9 @@ def markdown(results: dict[str, Any], table: dict[str, Any], run: dict[str, Any]
         f"Run started {run['started_utc']} UTC, wall {run['wall_s']} s, quick={run['quick']}, "
         f"{run['jobs']} configuration(s) at a time; load average before {run['load_before']}, after "
         f"{run['load_after']} ({env['cpu_count']} x {env['cpu_model']}, Python {env['python']}).",
+        f"Source: commit {run.get('source', {}).get('commit', '?')[:10]}; tracked files modified in the "
+        f"working tree at the time (other work in progress, measured as found): "
+        f"{', '.join(run.get('source', {}).get('modified', [])) or 'none'}.",
         f"Trials per configuration: {run['plan']} (plus one warm-up S8 trial, discarded). Each "
         "configuration is its own process. Times in ms, **p50 / p99 / max (N)**; with N this small "
         "p99 is close to the max. `trio+pos`: trio-native with `pause_on_speech_start`.", ""]
