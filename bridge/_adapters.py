@@ -44,7 +44,10 @@ What crosses, and how:
   ``stt.StreamAdapter``, which transcribes each utterance the VAD delimits.
 * **VAD.** Our frames are pushed into the plugin's ``stream()``; its events become
   :class:`~trio_playout.VADEvent` (``INFERENCE_DONE`` -> ``INFERENCE``), with
-  livekit's audio-time ``timestamp``.
+  livekit's audio-time ``timestamp``. The durations are recomputed from each
+  window's probability with the plugin's thresholds (:class:`VoicedTime`):
+  livekit's Silero counts the trailing silence as speech until its end of speech,
+  ours is the voiced time and the silence run, as ``trio_playout.silero`` reports.
 
 Cancellation and errors (see :mod:`bridge._adapt_stream`): the session closes a
 provider's iterator when a speech is interrupted or the session closes; that cancels
@@ -67,7 +70,7 @@ in the tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from livekit import rtc
@@ -360,7 +363,8 @@ _VAD_TYPES = {
 
 
 def from_vad_event(event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
-    """A livekit ``VADEvent`` as ours (its audio frames are not carried over)."""
+    """A livekit ``VADEvent`` as ours, durations as the plugin counts them (frames dropped).
+    Used only for a plugin whose thresholds are unknown (see :func:`vad`)."""
     kind = _VAD_TYPES.get(event.type)
     if kind is None:
         return ()
@@ -369,28 +373,143 @@ def from_vad_event(event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
                         probability=float(event.probability)),)
 
 
-class LivekitVAD:
-    """trio_playout's :class:`~trio_playout.VAD` over a livekit ``vad.VAD`` (see :func:`vad`)."""
+Thresholds = tuple[float, float]  # (activation, deactivation)
 
-    def __init__(self, lk: lk_vad.VAD, *, close_timeout: float = CLOSE_TIMEOUT) -> None:
+
+def plugin_thresholds(lk: lk_vad.VAD) -> Thresholds | None:
+    """The thresholds the plugin decides with now (so its ``update_options`` is followed),
+    or None. livekit's Silero keeps them in its options object (``_opts``, private)."""
+    opts = getattr(lk, "_opts", None)
+    act, deact = getattr(opts, "activation_threshold", None), getattr(opts, "deactivation_threshold", None)
+    if isinstance(act, (int, float)) and isinstance(deact, (int, float)):
+        return float(act), float(deact)
+    return None
+
+
+class VoicedTime:
+    """One stream's livekit VAD events, re-measured in trio_playout's meaning.
+
+    livekit's Silero counts ``speech_duration`` from its start of speech to now,
+    through the trailing ``min_silence_duration`` (0.55 s), and keeps
+    ``silence_duration`` at 0 until its end of speech (only ``END_OF_SPEECH`` takes
+    the trailing silence off). Passed on as is, a 0.3 s "hmm" reaches
+    ``min_interruption_duration`` (0.5 s) and a provisional pause waits for the end
+    of speech. :class:`~trio_playout.VADEvent` means the voiced time and the silence
+    run since the voice was last heard (as ``trio_playout.silero`` reports). Mapping:
+
+    * Each ``INFERENCE_DONE`` is one window, as long as the step of the plugin's
+      ``timestamp``. It is voiced when its ``probability`` (the smoothed value the
+      plugin decides on) is ``>= activation``, or ``> deactivation`` while the
+      plugin's speech is on: the plugin's own rule and thresholds, so exactly the
+      windows livekit counts as speech. livekit sends a window's ``INFERENCE_DONE``
+      before the start or end it causes, so "on" is the state before the window.
+    * ``speech_duration``: 0 outside a speech. ``START_OF_SPEECH`` carries the run of
+      voiced windows that started it; each voiced window in the speech adds its
+      length, an unvoiced one nothing. ``END_OF_SPEECH`` carries the voiced time.
+    * ``silence_duration``: 0 at the start and on each voiced window in the speech,
+      growing by each unvoiced one, through the end of speech and after it; outside
+      a speech it grows on every window (as livekit's does there).
+    * Order and timestamps stay the plugin's (an ``INFERENCE`` agrees with the last
+      start or end before it); ``START``/``END`` carry the last window's probability.
+    """
+
+    def __init__(self, thresholds: Callable[[], Thresholds | None]) -> None:
+        self._thresholds = thresholds
+        self.speaking = False  # between the plugin's START and END
+        self.voiced = 0.0
+        self.silence = 0.0
+        self._run = 0.0  # voiced windows in a row outside speech (what a START counts)
+        self._timestamp = self._probability = 0.0
+
+    def convert(self, event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
+        kind, thresholds = _VAD_TYPES.get(event.type), self._thresholds()
+        if kind is None or thresholds is None:
+            return from_vad_event(event)
+        ts = float(event.timestamp)
+        if kind is tp.VADEventType.INFERENCE:
+            self._window(ts, float(event.probability), thresholds)
+            return (tp.VADEvent(kind, ts, self.voiced if self.speaking else 0.0, self.silence,
+                                self._probability),)
+        if kind is tp.VADEventType.START_OF_SPEECH:
+            # the run is the plugin's debounce (with thresholds of its own, its count)
+            self.voiced, self._run = self._run or float(event.speech_duration), 0.0
+            self.speaking, self.silence = True, 0.0
+            return (tp.VADEvent(kind, ts, self.voiced, 0.0, self._probability),)
+        voiced, self.speaking, self.voiced, self._run = self.voiced, False, 0.0, 0.0
+        return (tp.VADEvent(kind, ts, voiced, self.silence, self._probability),)
+
+    def _window(self, ts: float, probability: float, thresholds: Thresholds) -> None:
+        length, self._timestamp, self._probability = max(ts - self._timestamp, 0.0), ts, probability
+        activation, deactivation = thresholds
+        voiced = probability >= activation or (self.speaking and probability > deactivation)
+        if self.speaking and voiced:
+            self.voiced += length
+            self.silence = 0.0
+        else:
+            self.silence += length
+            if not self.speaking:
+                self._run = self._run + length if voiced else 0.0
+
+
+class LivekitVAD:
+    """trio_playout's :class:`~trio_playout.VAD` over a livekit ``vad.VAD`` (see :func:`vad`);
+    each stream's durations are re-measured by a :class:`VoicedTime`."""
+
+    def __init__(self, lk: lk_vad.VAD, *, thresholds: Thresholds | None = None,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.livekit = lk
+        self.thresholds = thresholds  # explicit; None: the plugin's, read per window
         self.close_timeout = close_timeout
 
     def __repr__(self) -> str:
         return f"<bridge.vad {type(self.livekit).__module__}.{type(self.livekit).__name__}>"
 
+    def current_thresholds(self) -> Thresholds | None:
+        return self.thresholds if self.thresholds is not None else plugin_thresholds(self.livekit)
+
     def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncGenerator[tp.VADEvent, None]:
-        return lk_events(self.livekit.stream, from_vad_event, what=f"{self!r} stream",
-                         map_error=provider_error, frames=frames, push=_push_frame,
-                         close_timeout=self.close_timeout)
+        return lk_events(self.livekit.stream, VoicedTime(self.current_thresholds).convert,
+                         what=f"{self!r} stream", map_error=provider_error, frames=frames,
+                         push=_push_frame, close_timeout=self.close_timeout)
 
 
-def vad(lk: lk_vad.VAD) -> LivekitVAD:
+def _threshold(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise tp.VoiceOptionsError(f"{name} must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def vad(lk: lk_vad.VAD, *, activation_threshold: float | None = None,
+        deactivation_threshold: float | None = None) -> LivekitVAD:
     """Adapt a livekit ``vad.VAD`` (``silero.VAD.load()``, say) into a trio_playout ``VAD``.
 
-    Event times are the plugin's: seconds of audio since the stream started.
+    Event times are the plugin's (seconds of audio since the stream started), and so
+    are its starts and ends of speech. ``speech_duration`` and ``silence_duration``
+    are recomputed from its per-window probabilities to mean voiced time and silence
+    run (:class:`VoicedTime`), so ``min_interruption_duration`` and
+    ``provisional_resume_silence`` work as with ``trio_playout.silero.SileroVAD``.
+
+    The thresholds are the plugin's (livekit's Silero exposes them). For a plugin
+    that does not, pass ``activation_threshold`` (``deactivation_threshold``
+    defaults to ``max(activation_threshold - 0.15, 0.01)``, as livekit's); without
+    them its durations pass in livekit's meaning, with a warning. Thresholds given
+    here override the plugin's: keep them equal to what it starts and ends with.
     """
     if not isinstance(lk, lk_vad.VAD):
         raise TypeError(f"bridge.vad() takes a livekit vad.VAD, got {type(lk).__name__}")
-    return LivekitVAD(lk)
-
+    thresholds: Thresholds | None = None
+    if activation_threshold is not None:
+        act = _threshold("activation_threshold", activation_threshold)
+        deact = _threshold("deactivation_threshold", max(act - 0.15, 0.01)
+                           if deactivation_threshold is None else deactivation_threshold)
+        if deact > act:
+            raise tp.VoiceOptionsError(f"deactivation_threshold {deact} exceeds activation_threshold {act}")
+        thresholds = (act, deact)
+    elif deactivation_threshold is not None:
+        raise tp.VoiceOptionsError("deactivation_threshold needs activation_threshold")
+    adapted = LivekitVAD(lk, thresholds=thresholds)
+    if adapted.current_thresholds() is None:
+        logger.warning("%r exposes no thresholds: its speech_duration and silence_duration pass as it "
+                       "counts them (trailing silence may count as speech); pass activation_threshold=",
+                       adapted)
+    return adapted
