@@ -408,6 +408,35 @@ async def test_thresholds_follow_the_plugin_and_can_be_given(lk_silero: Any) -> 
         bridge.vad(lk_silero, deactivation_threshold=0.3)
 
 
+def _lk(kind: lk_vad.VADEventType, ts: float, p: float = 0.0, speech: float = 0.0) -> lk_vad.VADEvent:
+    return lk_vad.VADEvent(type=kind, samples_index=round(ts * RATE), timestamp=ts,
+                           speech_duration=speech, silence_duration=0.0, probability=p)
+
+
+def test_the_mapping_window_by_window() -> None:
+    """livekit's order (a window's INFERENCE_DONE, then the start or end it causes):
+    hysteresis while speaking, a blip outside speech does not reset the silence run,
+    and without thresholds the plugin's durations pass unchanged."""
+    INF, SOS, EOS = (lk_vad.VADEventType.INFERENCE_DONE, lk_vad.VADEventType.START_OF_SPEECH,
+                     lk_vad.VADEventType.END_OF_SPEECH)
+    w = 0.032
+    script = [(INF, 0.9), (INF, 0.1), (INF, 0.6), (INF, 0.7), (SOS, 0.0),  # a blip; a start on 2 windows
+              (INF, 0.4), (INF, 0.3), (INF, 0.4), (INF, 0.2), (EOS, 0.0),  # 0.4 > 0.35 while speaking
+              (INF, 0.9)]
+    measure = bridge_adapters.VoicedTime(lambda: (0.5, 0.35))
+    out, k = [], 0
+    for kind, p in script:
+        k += kind is INF
+        (event,) = measure.convert(_lk(kind, k * w, p, speech=9.9))
+        out.append((event.type, round(event.speech_duration / w), round(event.silence_duration / w)))
+    assert out == [(T.INFERENCE, 0, 1), (T.INFERENCE, 0, 2), (T.INFERENCE, 0, 3), (T.INFERENCE, 0, 4),
+                   (T.START_OF_SPEECH, 2, 0), (T.INFERENCE, 3, 0), (T.INFERENCE, 3, 1), (T.INFERENCE, 4, 0),
+                   (T.INFERENCE, 4, 1), (T.END_OF_SPEECH, 4, 1), (T.INFERENCE, 0, 2)]
+    unknown = bridge_adapters.VoicedTime(lambda: None)
+    (raw,) = unknown.convert(_lk(INF, 0.5, 0.9, speech=0.7))
+    assert (raw.speech_duration, raw.probability) == (0.7, 0.9)
+
+
 TWELVE = "one two three four five six seven eight nine ten eleven twelve."  # 4 s of FakeTTS
 AT = 1.0  # the user's audio starts here (seconds after the session opened)
 
