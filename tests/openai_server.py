@@ -13,7 +13,7 @@ socket with the real SDK, never a mock. Three endpoints:
 * ``POST /v1/audio/transcriptions``: a multipart WAV upload, checked with ``wave``
   and answered with JSON ``{"text": ...}``.
 
-What each endpoint answers comes from a plan (a deque of :class:`Chat`,
+What each endpoint answers comes from a plan (a deque of :class:`Chat`, :class:`Raw`,
 :class:`Speech`, :class:`Transcribe` or :class:`Status` per path); an empty plan
 gives a default answer. A planned answer can end in a fault after ``fault_after``
 events: ``"reset"`` (TCP RST), ``"malformed"`` (a line that is not JSON), ``"stall"``
@@ -55,6 +55,25 @@ class Chat:
     delay: float = 0.0  # between events
     fault: Fault | None = None
     fault_after: int = 0  # events sent before the fault
+
+
+@dataclass
+class Raw:
+    """Chat-completion events exactly as given: each payload is sent as one ``data:`` line
+    (JSON-encoded; a payload of type ``bytes`` as it is), then ``[DONE]``. For chunks
+    of a shape the API does not promise (``"choices": null``, deltas without ``index``)."""
+
+    events: Sequence[Any]
+    fault: Fault | None = None
+    fault_after: int = 0
+
+
+def chunk(delta: dict[str, Any] | None = None, *, choices: Any = ..., model: str = "m") -> dict[str, Any]:
+    """One chat-completion chunk with ``delta`` in choice 0 (or ``choices`` as given)."""
+    if choices is ...:
+        choices = [{"index": 0, "delta": delta or {}, "finish_reason": None}]
+    return {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": choices}
 
 
 @dataclass
@@ -203,7 +222,10 @@ class OpenAIServer:
             await self._json(conn, stream, answer.code, {"error": {
                 "message": answer.message, "type": "server_error", "code": None}}, extra)
             return
-        if path.endswith("/chat/completions"):
+        if path.endswith("/chat/completions") and isinstance(answer, Raw):
+            await self._stream(conn, stream, path, _raw_events(answer), "text/event-stream", answer,
+                               self.write_size)
+        elif path.endswith("/chat/completions"):
             chat = answer or self._default_chat(parsed)
             await self._stream(conn, stream, path, self._chat_events(parsed, chat), "text/event-stream", chat,
                                self.write_size)
@@ -223,7 +245,7 @@ class OpenAIServer:
             await self._json(conn, stream, 404, {"error": {"message": f"no route {path}"}})
 
     async def _stream(self, conn: h11.Connection, stream: trio.SocketStream, path: str,
-                      chunks: AsyncIterator[bytes], content_type: str, plan: Chat | Speech,
+                      chunks: AsyncIterator[bytes], content_type: str, plan: Chat | Speech | Raw,
                       write_size: int) -> None:
         log = ResponseLog(path, trio.current_time())
         self.responses.append(log)
@@ -313,6 +335,13 @@ class OpenAIServer:
                     yield event({"tool_calls": [{"index": index, "function": {"arguments": parts[step]}}]})
         yield event({}, "tool_calls" if chat.tool_calls else "stop")
         yield b"data: [DONE]\n\n"
+
+
+async def _raw_events(raw: Raw) -> AsyncIterator[bytes]:
+    for payload in raw.events:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        yield b"data: " + data + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 async def _tone(text: str, speech: Speech) -> AsyncIterator[bytes]:

@@ -19,7 +19,7 @@ pytest.importorskip("openai")
 import trio_playout as tp
 from trio_playout.openai import OpenAILLM, OpenAISTT, OpenAITTS
 
-from .openai_server import Chat, OpenAIServer, Speech, Status, Transcribe
+from .openai_server import Chat, OpenAIServer, Raw, Speech, Status, Transcribe, chunk
 from .test_openai import CHAT, SPEECH, TRANSCRIBE, get_weather, user_question
 
 BOUND = 20.0
@@ -301,3 +301,90 @@ def test_retry_policy_and_retry_after() -> None:
     assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # in the past
     assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+
+
+# -- chunks of a shape the API does not promise ---------------------------------------------------
+
+async def llm_alone(server: OpenAIServer, *events: Any) -> tuple[list[tp.LLMChunk], BaseException | None]:
+    """What OpenAILLM hands on for a stream of ``events`` (Raw), and what it raised."""
+    server.plan(CHAT, Raw(events))
+    got: list[tp.LLMChunk] = []
+    async with OpenAILLM("m", base_url=server.base_url, backoff=0.05) as llm:
+        try:
+            with trio.fail_after(BOUND):
+                async for c in llm.stream(tp.LLMRequest([tp.ChatMessage("user", "hi")], [get_weather])):
+                    got.append(c)
+        except Exception as exc:  # the test asserts its type
+            return got, exc
+    return got, None
+
+
+HELLO = chunk({"role": "assistant", "content": "Hello"})
+
+
+@pytest.mark.parametrize("bad", [
+    chunk(choices=None),  # seen from proxies on usage and keep-alive chunks
+    chunk(choices="oops"),
+    chunk(choices=[{"index": 0, "delta": {"content": 42}}]),
+    chunk({"tool_calls": [{"index": 0, "id": "c1"}]}),  # a call that never gets a name
+    chunk({"tool_calls": [{"index": "first", "id": "c1", "function": {"name": "get_weather"}}]}),
+    chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "get_weather", "arguments": 7}}]}),
+    chunk({"tool_calls": "get_weather"}),
+], ids=["choices-null", "choices-string", "content-int", "call-without-name", "index-string",
+        "arguments-int", "tool-calls-string"])
+async def test_a_chunk_of_the_wrong_shape_is_a_response_error(server: OpenAIServer, bad: Any) -> None:
+    got, error = await llm_alone(server, HELLO, bad)
+    assert isinstance(error, tp.ProviderResponseError) and not error.retryable, repr(error)
+    assert "unreadable response" in str(error)
+    assert got == [tp.TextDelta("Hello")]  # what came before is kept, no call is run
+    assert len(server.bodies(CHAT)) == 1
+
+
+async def test_choices_null_in_a_session_is_recorded_and_the_session_goes_on(server: OpenAIServer) -> None:
+    server.plan(CHAT, Raw([chunk({"content": "Hello there. "}), chunk(choices=None)]))
+    async with session_on(server) as session:
+        speech = await reply(session, "hi")
+        assert isinstance(speech.exception(), tp.ProviderResponseError)
+        assert said(session) == [("user", "hi", False), ("assistant", "Hello there.", False)]
+        await still_works(server, session)
+
+
+def call_delta(index: int | None = None, call_id: str | None = None, name: str | None = None,
+               arguments: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": "function"}
+    if index is not None:
+        entry["index"] = index
+    if call_id is not None:
+        entry["id"] = call_id
+    function = {k: v for k, v in (("name", name), ("arguments", arguments)) if v is not None}
+    if function:
+        entry["function"] = function
+    return chunk({"tool_calls": [entry]})
+
+
+@pytest.mark.parametrize(("events", "expected"), [
+    # llama.cpp style: one call, no index, arguments in pieces.
+    ([call_delta(call_id="c1", name="get_weather", arguments=""),
+      call_delta(arguments='{"city"'), call_delta(arguments=': "Paris"}')],
+     [("get_weather", '{"city": "Paris"}', "c1")]),
+    # The name (and id) repeated in every delta: still one call.
+    ([call_delta(call_id="c1", name="get_weather", arguments='{"ci'),
+      call_delta(call_id="c1", name="get_weather", arguments='ty": "Rome"}')],
+     [("get_weather", '{"city": "Rome"}', "c1")]),
+    # Whole calls one per delta (some Ollama versions), with ids or without.
+    ([call_delta(call_id="a", name="get_weather", arguments='{"city": "Paris"}'),
+      call_delta(call_id="b", name="get_weather", arguments='{"city": "Rome"}')],
+     [("get_weather", '{"city": "Paris"}', "a"), ("get_weather", '{"city": "Rome"}', "b")]),
+    ([call_delta(name="get_weather", arguments='{"city": "Paris"}'),
+      call_delta(name="get_weather", arguments='{"city": "Rome"}')],
+     [("get_weather", '{"city": "Paris"}', None), ("get_weather", '{"city": "Rome"}', None)]),
+    # With an index, the index decides, interleaved or not.
+    ([call_delta(0, "a", "get_weather", ""), call_delta(1, "b", "get_weather", ""),
+      call_delta(1, arguments='{"city": "Rome"}'), call_delta(0, arguments='{"city": "Paris"}')],
+     [("get_weather", '{"city": "Paris"}', "a"), ("get_weather", '{"city": "Rome"}', "b")]),
+], ids=["pieces-no-index", "name-repeated", "whole-with-ids", "whole-without-ids", "indexed"])
+async def test_tool_calls_with_and_without_index(server: OpenAIServer, events: list[Any],
+                                                 expected: list[tuple[str, str, str | None]]) -> None:
+    got, error = await llm_alone(server, *events)
+    assert error is None
+    assert [(c.name, c.arguments, c.call_id) for c in got if isinstance(c, tp.ToolCall)] == expected

@@ -4,7 +4,11 @@ One step is one ``POST /chat/completions`` with ``stream: true``. Text deltas ar
 handed on as they come; tool calls are assembled from their deltas by ``index``
 (the id and name come first, the arguments in pieces, parallel calls interleaved)
 and handed on when the stream ends, in index order, so a stream that breaks half way
-through a call's arguments never runs a half-formed call.
+through a call's arguments never runs a half-formed call. A delta without ``index``
+(llama.cpp, some Ollama versions) continues the call before it unless it plainly
+starts a new one (see :class:`_CallAssembler`). A chunk of the wrong shape (``choices``
+null, a delta field of the wrong type, a call that never got a name) fails the step
+with :class:`~trio_playout.ProviderResponseError`, like any other unreadable response.
 
 The history is mapped to messages as follows: user, system and assistant messages
 as they are (an interrupted assistant message holds only what the user heard, which
@@ -30,7 +34,7 @@ import openai
 
 from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput
 from ._models import LLMChunk, LLMRequest, TextDelta, ToolCall
-from ._openai_common import RetryPolicy, close_quietly, make_client, next_item, retrying
+from ._openai_common import RetryPolicy, close_quietly, make_client, map_error, next_item, retrying
 from ._openai_common import call as provider_call
 from ._tools import FunctionTool
 
@@ -101,25 +105,87 @@ class _PartialCall:
 
 
 class _CallAssembler:
-    """Tool-call deltas put together by their ``index``."""
+    """Tool-call deltas put together by their ``index``.
+
+    Some servers (llama.cpp, some Ollama versions) leave ``index`` out. A delta without
+    one continues the call before it, unless it plainly starts another: it carries an
+    ``id`` other than that call's, or a name while that call already has a different
+    one or already holds complete JSON arguments. So one call streamed in pieces stays
+    one call, and whole calls sent one per delta stay apart.
+    """
 
     def __init__(self) -> None:
         self._calls: dict[int, _PartialCall] = {}
+        self._last: int | None = None
+
+    def _index_of(self, delta: Any, name: str | None) -> int:
+        index = delta.index
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"tool call index {index!r} is not an integer")
+            return index
+        if self._last is None:
+            return 0
+        last = self._calls[self._last]
+        new_id = bool(delta.id) and last.call_id is not None and delta.id != last.call_id
+        new_name = bool(name) and bool(last.name) and (name != last.name or _complete(last.arguments))
+        return max(self._calls) + 1 if new_id or new_name else self._last
 
     def add(self, delta: Any) -> None:
-        index = delta.index if delta.index is not None else len(self._calls)
+        function = delta.function
+        name = function.name if function is not None else None
+        arguments = function.arguments if function is not None else None
+        for field_name, value in (("id", delta.id), ("name", name), ("arguments", arguments)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"tool call {field_name} {value!r} is not a string")
+        index = self._index_of(delta, name)
         call = self._calls.setdefault(index, _PartialCall())
+        self._last = index
         if delta.id:
             call.call_id = delta.id
-        function = delta.function
-        if function is not None:
-            if function.name and not call.name:  # some servers repeat it in every delta
-                call.name = function.name
-            if function.arguments:
-                call.arguments += function.arguments
+        if name and not call.name:  # some servers repeat it in every delta
+            call.name = name
+        if arguments:
+            call.arguments += arguments
 
     def finish(self) -> list[ToolCall]:
+        for index, c in sorted(self._calls.items()):
+            if not c.name:
+                raise ValueError(f"tool call {index} ({c.call_id or 'no id'}) came without a function name")
         return [ToolCall(c.name, c.arguments, c.call_id) for _, c in sorted(self._calls.items())]
+
+
+def _complete(arguments: str) -> bool:
+    """Whether ``arguments`` is already a whole JSON object (a call that needs no more)."""
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False
+
+
+def _read_chunk(chunk: Any, calls: _CallAssembler) -> str:
+    """The text of one chunk's first choice; its tool-call deltas go to ``calls``.
+
+    Raises on a chunk that does not have the shape of the API (``choices`` null or not
+    a list, a delta of the wrong type): the caller turns that into a typed error.
+    """
+    text = ""
+    choices = chunk.choices
+    if not isinstance(choices, list):
+        raise TypeError(f"a chunk whose choices are {choices!r}, not a list")
+    for choice in choices:
+        if choice.index != 0:
+            continue  # n > 1 is not a conversation
+        delta = choice.delta
+        if delta is None:
+            continue
+        content = delta.content
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"delta content {content!r} is not a string")
+        text += content or ""
+        for tool_delta in delta.tool_calls or ():
+            calls.add(tool_delta)
+    return text
 
 
 class OpenAILLM:
@@ -181,18 +247,17 @@ class OpenAILLM:
                 more, chunk = await next_item(what, self.timeout, chunks)
                 if not more:
                     break
-                assert chunk is not None
-                for choice in chunk.choices:
-                    if choice.index != 0:
-                        continue  # n > 1 is not a conversation
-                    delta = choice.delta
-                    if delta is None:
-                        continue
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    for tool_delta in delta.tool_calls or ():
-                        calls.add(tool_delta)
-            for tool_call in calls.finish():
+                try:
+                    text = _read_chunk(chunk, calls)
+                except Exception as exc:  # a chunk of the wrong shape: typed, never raw
+                    raise map_error(exc, what) from exc
+                if text:
+                    yield TextDelta(text)
+            try:
+                finished = calls.finish()
+            except Exception as exc:
+                raise map_error(exc, what) from exc
+            for tool_call in finished:
                 yield tool_call
         finally:
             await close_quietly(response.close, what)
