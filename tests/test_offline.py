@@ -18,6 +18,8 @@ from enum import Enum
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trio_playout as tp
 from trio_playout.offline import (
@@ -168,6 +170,75 @@ def test_tool_result_step_speaks_the_outputs() -> None:
     assert reply == Reply("tool_result", "Sunny in Paris. Sorry, I could not use get_weather: no such city.")
     # never another call in the tool reply step, whatever the words
     assert reply.tool_calls == ()
+
+
+@tp.function_tool
+async def set_volume(level: int) -> str:
+    """Set the volume.
+
+    Args:
+        level: the volume level
+    """
+    return f"volume {level}"
+
+
+@tp.function_tool
+async def set_speed(factor: float) -> str:
+    """Set the speaking speed.
+
+    Args:
+        factor: how much faster
+    """
+    return f"speed {factor}"
+
+
+def strict_json(text: str) -> object:
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(("text", "rule", "arguments"), [
+    ("volume 1e5", "tool", {"level": 100000}),
+    ("volume 2.5", "tool", {"level": 2}),
+    ("set the volume to " + "9" * 400, "tool", {"level": int("9" * 400)}),  # exact, however long
+    ("volume " + "9" * 5000, "ask", None),  # beyond what Python reads as an int: asked again
+    ("volume 1e400", "ask", None),  # not finite
+    ("speed 1e400", "ask", None),
+    ("speed " + "9" * 400, "ask", None),  # inf as a float
+    ("speed 1.5e-3", "tool", {"factor": 0.0015}),
+    ("volume \u0663", "tool", {"level": 3}),  # an Arabic-Indic digit is a digit
+])
+def test_numbers_huge_exponent_and_unusable(text: str, rule: str, arguments: object) -> None:
+    reply = ask(text, tools=(set_volume, set_speed))
+    assert reply.rule == rule
+    if arguments is None:
+        assert reply.tool_calls == ()
+    else:
+        (call,) = reply.tool_calls
+        assert strict_json(call.arguments_json()) == arguments
+
+
+ALL_TOOLS = (get_time, get_weather, temperature, searchWiki, set_volume, set_speed)
+WORDS = ["volume", "speed", "weather", "time", "temperature", "wiki", "in", "at", "for", "Paris",
+         "celsius", "hello", "bye", "thanks", "repeat", "help", "-", ".", "e", "1e5", "-3", "2.5",
+         "1e400", "1e-400", "9" * 400, "0" * 30, "\u0663", "\u00b2", "\u2019s", "\ufb01", "\u0130"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(), st.lists(st.one_of(st.sampled_from(WORDS), st.text(max_size=5)))
+                 .map(" ".join)))
+def test_any_text_gets_a_reply_never_an_exception(text: str) -> None:
+    """Whatever the user said (or the STT made of it), RuleLLM answers: no exception,
+    and every call it makes has strict JSON arguments the tool's own check accepts."""
+    tools = {t.name: t for t in ALL_TOOLS}
+    for history in ([tp.ChatMessage("user", text)],
+                    [tp.ChatMessage("assistant", text, interrupted=True), tp.ChatMessage("user", text)]):
+        reply = RuleLLM(now=lambda: NOON).reply(tp.LLMRequest(history, list(ALL_TOOLS)))
+        assert reply.text and "".join(split_deltas(reply.text)) == reply.text.rstrip()
+        for call in reply.tool_calls:
+            assert isinstance(strict_json(call.arguments_json()), dict)
+            tools[call.name].parse_arguments(call.arguments)
 
 
 def test_bad_delays_are_refused() -> None:

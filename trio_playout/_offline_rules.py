@@ -111,7 +111,8 @@ class RuleLLM:
        :class:`~trio_playout.ToolCall`. Parameters are filled from the words: a place
        (``city``, ``location``...) from "in/at/for <Place>", a ``query``/``text`` with the
        whole message, an enum with the value the user named, a number with the first
-       number. Optional ones it cannot fill are left out.
+       number ("3", "2.5", "1e5"; one that is not finite counts as none). Optional
+       ones it cannot fill are left out.
        ``ask``: a tool's name matches but a required parameter cannot be filled: it
        names the missing parameter.
     8. ``time``: "time" or "clock" and no tool for it: the time from :attr:`now`.
@@ -250,16 +251,40 @@ def _fill(name: str, schema: Mapping[str, Any], words: Sequence[str], text: str)
         return next((v for v in schema["enum"] if isinstance(v, str) and v.lower() in lowered), None)
     kind = schema.get("type")
     if kind in ("integer", "number"):
-        found = re.search(r"-?\d+(?:\.\d+)?", text)
-        if found is None:
-            return None
-        return int(float(found.group())) if kind == "integer" else float(found.group())
+        return _number(text, integer=kind == "integer")
     if kind == "string" or not kind:
         if name.lower() in _PLACE_PARAMS:
             return _place(words)
         if name.lower() in _TEXT_PARAMS:
             return text
     return None
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _number(text: str, *, integer: bool) -> int | float | None:
+    """The first number in ``text`` ("3", "2.5", "1e5"), or None if there is none it can use.
+
+    A whole number is read exactly, however long; one that is not finite as a float
+    ("1e400", or 400 digits for a ``number``) or too long for Python to read (over
+    4300 digits) counts as no number: the tool is asked for it again rather than
+    called with "Infinity", which is not JSON. An ``integer`` given with a fraction
+    is truncated ("2.5" -> 2).
+    """
+    found = _NUMBER.search(text)
+    if found is None:
+        return None
+    literal = found.group()
+    try:
+        if integer and literal.lstrip("-").isdigit():
+            return int(literal)
+        value = float(literal)
+    except ValueError:  # beyond sys.get_int_max_str_digits()
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if integer else value
 
 
 @dataclass(frozen=True)
