@@ -70,6 +70,7 @@ def test_options_defaults_are_livekits() -> None:
             o.resume_false_interruption, o.min_endpointing_delay, o.auto_reply,
             o.pause_on_speech_start, o.provisional_resume_silence
             ) == (0.5, 0, 2.0, True, 0.5, True, False, 0.05)
+    assert o.late_final_delay == 0.2  # ours: livekit completes on a late final's arrival (0)
     assert o.pause_enabled
     assert not TurnOptions(false_interruption_timeout=None).pause_enabled
     assert not TurnOptions(resume_false_interruption=False).pause_enabled
@@ -86,6 +87,8 @@ def test_options_defaults_are_livekits() -> None:
     ({"false_interruption_timeout": math.inf}, ValueError),
     ({"false_interruption_timeout": "2"}, TypeError),
     ({"min_endpointing_delay": -1}, ValueError),
+    ({"late_final_delay": -0.1}, ValueError),
+    ({"late_final_delay": math.inf}, ValueError),
     ({"resume_false_interruption": 1}, TypeError),
     ({"auto_reply": None}, TypeError),
     ({"pause_on_speech_start": "yes"}, TypeError),
@@ -293,7 +296,9 @@ def test_a_transcript_after_the_resume_still_ends_the_speech_through_the_turn() 
     out = r.transcript(4.0, "hold on", final=False)
     assert effects(out) == []  # an interim in silence does not pause again
     out = r.transcript(4.2, "hold on", final=True)
-    assert effects(out) == [CompleteUserTurn("hold on", reply=True)]  # on arrival
+    assert effects(out) == []  # late: waits late_final_delay for more of it
+    assert r.next_deadline() == pytest.approx(4.4)  # the late-text delay; no resume armed
+    assert effects(r.tick(4.4)) == [CompleteUserTurn("hold on", reply=True)]
     assert r.next_deadline() == math.inf  # nothing armed: no resume can follow
 
 
@@ -305,10 +310,11 @@ def test_a_completed_turn_interrupts_the_paused_speech_before_the_turn() -> None
     r.inference(1.6, 0.6)
     assert r.paused_speech == S
     r.end_of_speech(1.7)
-    # The confirmation needs final words; they come after the endpoint, on arrival:
+    # The confirmation needs final words; they come after the endpoint and confirm the
+    # pause on arrival; the turn follows late_final_delay later:
     out = r.transcript(2.5, "no wait", final=True)
-    assert effects(out) == [InterruptSpeech(S, "user_turn"), ReleasePause(S),
-                            CompleteUserTurn("no wait", reply=True)]
+    assert effects(out) == [InterruptSpeech(S, "user_turn"), ReleasePause(S)]
+    assert effects(r.tick(2.7)) == [CompleteUserTurn("no wait", reply=True)]
 
 
 def test_a_turn_completing_over_an_unconfirmed_pause_interrupts_it() -> None:
@@ -408,7 +414,69 @@ def test_speech_resuming_within_the_delay_continues_the_same_turn() -> None:
     r.transcript(3.1, "a pizza", final=False)
     assert effects(r.tick(3.5)) == []  # interim only: not final yet
     out = r.transcript(3.6, "a pizza", final=True)
-    assert effects(out) == [CompleteUserTurn("I want a pizza", reply=True)]
+    assert effects(out) == []  # late: late_final_delay for more of it
+    assert effects(r.tick(3.81)) == [CompleteUserTurn("I want a pizza", reply=True)]
+
+
+def test_an_interim_taken_back_after_the_endpoint_completes_the_turn() -> None:
+    """Review finding 3: an interim held the turn open at the endpoint, then the STT took
+    it back (an empty final, as PocketSphinxSTT sends, or an empty interim): the finals
+    already received complete the turn; before the fix they waited forever."""
+    for retraction in (("", True), ("", False), ("  ", True)):
+        r = TurnRules()
+        r.start_of_speech(0.0)
+        r.transcript(0.5, "what time is it", final=True)
+        r.transcript(0.9, "um", final=False)  # a second segment's interim
+        r.end_of_speech(1.0)
+        assert effects(r.tick(1.5)) == []  # the endpoint: held open by the interim
+        assert effects(r.transcript(1.8, *retraction)) == []
+        assert r.next_deadline() == pytest.approx(2.0)  # late_final_delay after it
+        assert effects(r.tick(2.0)) == [CompleteUserTurn("what time is it", reply=True)]
+        assert r.pending_text == "" and r.next_deadline() == math.inf
+
+
+def test_late_finals_of_one_utterance_make_one_turn() -> None:
+    """Review finding 5: a slow STT delivers one utterance as two finals, both after the
+    endpoint (1.5): one turn with both, late_final_delay after the last; before the fix
+    the first final completed a turn on arrival and the second made another."""
+    r = TurnRules()
+    talk(r, 0.0, 1.0)
+    assert effects(r.tick(1.5)) == []  # no final yet
+    assert effects(r.transcript(1.6, "what time", final=True)) == []
+    assert effects(r.transcript(1.75, "is it", final=True)) == []  # moves the delay
+    assert effects(r.tick(1.94)) == []
+    assert effects(r.tick(1.95)) == [CompleteUserTurn("what time is it", reply=True)]
+    # a new interim after the endpoint holds the turn open again until its final
+    r = TurnRules()
+    talk(r, 0.0, 1.0)
+    r.tick(1.5)
+    r.transcript(1.6, "what time", final=True)
+    r.transcript(1.7, "is", final=False)
+    assert effects(r.tick(5.0)) == []
+    r.transcript(5.1, "is it", final=True)
+    assert effects(r.tick(5.3)) == [CompleteUserTurn("what time is it", reply=True)]
+
+
+def test_late_final_delay_zero_completes_on_arrival() -> None:
+    r = TurnRules(TurnOptions(late_final_delay=0.0))
+    talk(r, 0.0, 1.0)
+    r.tick(1.5)
+    assert effects(r.transcript(1.6, "what time", final=True)) == [
+        CompleteUserTurn("what time", reply=True)]
+
+
+def test_pending_final_text_is_taken_at_close() -> None:
+    """Review finding 3 (close): final text whose endpoint never came is handed to the
+    driver at close (backchannel text first), once."""
+    r = playing_rules(TurnOptions(min_interruption_words=2))
+    talk(r, 1.0, 1.3)
+    r.transcript(1.3, "mhm", final=True)
+    r.tick(2.0)  # a backchannel: carried
+    talk(r, 3.0, 4.0)
+    r.transcript(3.9, "please remember this", final=True)
+    assert r.take_pending_text() == "mhm please remember this"
+    assert r.pending_text == "" and r.take_pending_text() == ""
+    assert effects(r.tick(10.0)) == []
 
 
 def test_interim_text_is_never_counted_as_final() -> None:
@@ -770,6 +838,7 @@ def _scenario(draw: st.DrawFn) -> tuple[TurnOptions, str, list[tuple[float, str,
         auto_reply=draw(st.booleans()),
         pause_on_speech_start=draw(st.booleans()),
         provisional_resume_silence=draw(st.sampled_from([0.0, 0.05, 0.15])),
+        late_final_delay=draw(st.sampled_from([0.0, 0.2])),
     )
     mode = draw(st.sampled_from(["both", "both", "vad", "stt"]))
     inputs: list[tuple[float, str, object]] = []

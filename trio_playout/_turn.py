@@ -55,17 +55,23 @@ The rules, with livekit's option names (:class:`TurnOptions`):
    final words while the agent holds the floor (a speech playing or paused) is a
    backchannel: no pause, no interrupt, no turn. Its text is kept and prepended to
    the user's next turn.
-7. **User turns.** ``min_endpointing_delay`` after an end of speech, the final
+7. **User turns.** The endpoint is ``min_endpointing_delay`` after the end of the
+   user's *voice*: the end of speech's time minus the silence the VAD already waited
+   (its ``silence_duration``), as livekit counts it; a VAD that waited longer than the
+   delay makes the endpoint due at its end of speech. At the endpoint the final
    transcripts received since the previous turn complete one turn
    (:class:`CompleteUserTurn`, the texts joined in order, backchannel text first).
    Interim text never counts, and interim text still waiting for its final holds the
-   turn open: otherwise its final would make a second turn. If the final text is not
-   complete at the endpoint, the first final to arrive while the user is silent
-   completes the turn on arrival (so does a final the VAD heard no speech for).
-   Each final text lands in exactly one turn. The driver then interrupts earlier interruptible speeches
-   (source ``"user_turn"``), waits for them and for protected ones, writes the user
-   message and schedules one reply (if ``auto_reply``), then reports
-   :meth:`TurnRules.turn_committed`.
+   turn open: otherwise its final would make a second turn. Text that comes after the
+   endpoint (a late final, or the interim taken back by an empty final or interim)
+   completes the turn ``late_final_delay`` after the last such transcript while the
+   user is silent and no interim is pending: a slow STT that delivers one utterance
+   as two late finals gives one turn (so does a final the VAD heard no speech for).
+   Each final text lands in exactly one turn; at close the driver writes the text
+   still pending (:meth:`TurnRules.take_pending_text`). For a turn, the driver
+   interrupts earlier interruptible speeches (source ``"user_turn"``), waits for them
+   and for protected ones, writes the user message and schedules one reply (if
+   ``auto_reply``), then reports :meth:`TurnRules.turn_committed`.
 8. **States.** The user is ``"speaking"`` from start to end of speech, else
    ``"listening"``. The agent (:func:`agent_state`) is ``"speaking"`` while a
    speech's audio plays and is not paused, ``"thinking"`` from a completed turn
@@ -154,7 +160,8 @@ class TurnRules(PauseRules):
         # the user's utterance and turn
         self._utt_final_words = 0
         self._utt_interim = ""
-        self._endpoint_at: float | None = None  # end of speech + endpointing delay
+        self._endpoint_at: float | None = None  # end of the voice + endpointing delay
+        self._late = False  # _endpoint_at is a late-text delay (rule 7), moved by more text
         self._finals: list[str] = []  # final texts of the open turn
         self._carry: list[str] = []  # backchannel texts for the next turn
         # the agent
@@ -211,11 +218,14 @@ class TurnRules(PauseRules):
             self._voice_window(speech_duration, silence_duration, out)
         return self._settle(out)
 
-    def end_of_speech(self, now: float) -> list[Action]:
+    def end_of_speech(self, now: float, silence_duration: float = 0.0) -> list[Action]:
+        """The VAD's end of speech; ``silence_duration``: the silence it waited before
+        saying so (the voice ended that long ago; the endpoint counts from there)."""
         out: list[Action] = []
         self._run_due(now, out)
         if self._speaking:
-            self._end_speech(now, out)
+            self._end_speech(now, out, voice_end=now - max(0.0, silence_duration))
+            self._run_due(now, out)  # the endpoint may be due already
         return self._settle(out)
 
     # -- inputs: the STT -----------------------------------------------------------------
@@ -239,9 +249,19 @@ class TurnRules(PauseRules):
             self._interrupt_paused(out)
         if not self.has_vad and final and self._speaking:
             self._end_speech(now, out)
-        elif final and words and not self._speaking and self._endpoint_at is None:
-            self._complete_turn(out)  # the endpoint passed (or the VAD heard nothing)
+        elif not self._speaking and (self._endpoint_at is None or self._late):
+            self._late_text(now, out)  # the endpoint passed (or the VAD heard nothing)
         return self._settle(out)
+
+    def take_pending_text(self) -> str:
+        """Closing: the final text not in a completed turn (backchannel text first),
+        removed from the rules, so the driver can write it: the user's words are never
+        lost, even when the session closes before their endpoint."""
+        text = self.pending_text
+        self._carry.clear()
+        self._finals.clear()
+        self._endpoint_at, self._late = None, False
+        return text
 
     # -- inputs: time and the agent ------------------------------------------------------
     def tick(self, now: float) -> list[Action]:
@@ -289,16 +309,17 @@ class TurnRules(PauseRules):
         self._speaking = True
         self._duration = 0.0
         self._silence = 0.0
-        self._endpoint_at = None
+        self._endpoint_at, self._late = None, False
         self._resume_at = None  # stopped until the next end of speech
         self._set_user("speaking", out)
         self._pause_provisionally(out)
 
-    def _end_speech(self, now: float, out: list[Action]) -> None:
+    def _end_speech(self, now: float, out: list[Action], voice_end: float | None = None) -> None:
         self._speaking = False
         self._duration = 0.0
         self._silence = 0.0
-        self._endpoint_at = now + self.options.min_endpointing_delay
+        end = now if voice_end is None else voice_end
+        self._endpoint_at, self._late = end + self.options.min_endpointing_delay, False
         self._set_user("listening", out)
         self._pause_at_end_of_speech(now, out)
 
@@ -310,11 +331,20 @@ class TurnRules(PauseRules):
             if min(endpoint, resume) > now:
                 return
             if endpoint <= resume:
-                self._endpoint_at = None  # no final yet: the next one completes the turn
+                self._endpoint_at, self._late = None, False  # passed: later text is late (rule 7)
                 if self._finals and not self._utt_interim.strip():
                     self._complete_turn(out)
             else:
                 self._resume_due(out)
+
+    def _late_text(self, now: float, out: list[Action]) -> None:
+        """A transcript after the endpoint: (re)arm the late-text delay if final text
+        waits and no interim holds the turn open; an interim does hold it (again)."""
+        if self._utt_interim.strip():
+            self._endpoint_at, self._late = None, False
+        elif self._finals:
+            self._endpoint_at, self._late = now + self.options.late_final_delay, True
+            self._run_due(now, out)  # a delay of 0 completes it now
 
     def _complete_turn(self, out: list[Action]) -> None:
         words = sum(count_words(t) for t in self._finals)

@@ -63,8 +63,13 @@ class TurnOptions:
     nothing is ever resumed.
     ``resume_false_interruption``: pause (and later resume) instead of interrupting,
     when the sink can pause. False: a barge-in interrupts.
-    ``min_endpointing_delay``: seconds of silence after the user's speech that end
-    the user's turn.
+    ``min_endpointing_delay``: seconds of silence after the user's voice that end
+    the user's turn, counted from the end of the voice (the VAD's end of speech minus
+    the silence it waited), as livekit counts it.
+    ``late_final_delay``: seconds to wait, after a final transcript that arrives
+    once the endpoint has passed (a slow STT), for more of the same utterance before
+    completing the turn: one utterance delivered as two late finals gives one turn.
+    0 completes the turn on the late final's arrival (livekit's behaviour).
     ``auto_reply``: schedule one reply per completed turn; False only records the
     user's message (call ``generate_reply`` yourself).
     ``min_interruption_duration`` counts the VAD's ``speech_duration``: *voiced* time
@@ -89,12 +94,14 @@ class TurnOptions:
     auto_reply: bool = True
     pause_on_speech_start: bool = False
     provisional_resume_silence: float = 0.05
+    late_final_delay: float = 0.2
 
     def __post_init__(self) -> None:
         _seconds("min_interruption_duration", self.min_interruption_duration)
         _seconds("provisional_resume_silence", self.provisional_resume_silence)
         _seconds("false_interruption_timeout", self.false_interruption_timeout, allow_none=True)
         _seconds("min_endpointing_delay", self.min_endpointing_delay)
+        _seconds("late_final_delay", self.late_final_delay)
         words = self.min_interruption_words
         if not isinstance(words, int) or isinstance(words, bool):
             raise TypeError(f"min_interruption_words must be an int, got {type(words).__name__}")

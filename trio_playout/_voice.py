@@ -253,15 +253,20 @@ class VoiceDriver:
         return {q.name: q.dropped_seconds for q in (self._vad_queue, self._stt_queue) if q is not None}
 
     def take_unwritten_turns(self) -> list[str]:
-        """The completed turns not written yet, oldest first, removed from the queue.
+        """The completed turns not written yet, oldest first, removed from the queue,
+        then the final text whose endpoint never came (no ``UserTurnCompleted`` for it).
 
         For the session's close: :meth:`run` is cancelled first, so these turns were
-        heard (``UserTurnCompleted`` was published) but will never be committed.
+        heard (``UserTurnCompleted`` was published) but will never be committed; the
+        user's final words still waiting for their endpoint are not lost either.
         """
         texts = [text for text, _, _ in self._turns]
         self._turns.clear()
         for _ in texts:  # the rules stop "thinking" about them
             self._feed(self._rules.turn_committed(trio.current_time(), None))
+        pending = self._rules.take_pending_text()
+        if pending:
+            texts.append(pending)
         return texts
 
     def speech_changed(self, speech: Hashable) -> None:

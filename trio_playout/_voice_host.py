@@ -100,9 +100,10 @@ class _SessionVoice:
             await self._stopped.wait()
 
     def write_unwritten_turns(self) -> None:
-        """Closing: the user's completed turns that were never committed are written
-        now, without a reply, after the speeches they waited for (all done by now):
-        what the user said is never lost, and stays after what was heard before it."""
+        """Closing: the user's completed turns that were never committed, and final
+        text still waiting for its endpoint, are written now, without a reply, after
+        the speeches they waited for (all done by now): what the user said is never
+        lost, and stays after what was heard before it."""
         if self.driver is None:
             return
         for text in self.driver.take_unwritten_turns():
