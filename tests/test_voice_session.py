@@ -631,6 +631,35 @@ async def test_a_failing_stt_is_logged_and_barge_in_goes_on(
         assert {"raises": "the STT failed", "ends": "the STT stream ended"}[how] in caplog.text
 
 
+class _RefusesToStream:
+    """A VAD or STT whose ``stream()`` (a plain ``def``) raises when it is called."""
+
+    def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[Any]:
+        raise RuntimeError("the model failed to load for this stream")
+
+
+@pytest.mark.parametrize("which", ["vad", "stt"])
+async def test_a_vad_or_stt_whose_stream_call_raises_is_logged_and_the_agent_keeps_speaking(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, which: str) -> None:
+    """Review finding 2: ``vad.stream()``/``stt.stream()`` raising when called was outside
+    the driver's error handling and took the whole session down; now it is reported like a
+    stream that fails, and the other part still works (the VAD still pauses and resumes;
+    the STT's final alone still makes a turn)."""
+    parts: dict[str, Any] = {which: _RefusesToStream()}
+    async with voice(speech=[(1.0, 2.0)], transcripts=[(1.9, "hello there")],
+                     replies=[LLMReply("Hi.")], **parts) as v:
+        speech = v.session.say(TWELVE)
+        await speech
+        await trio.sleep(3.0)
+    assert {"vad": "the VAD failed", "stt": "the STT failed"}[which] in caplog.text
+    texts = [(m.role, m.text) for m in v.session.history]
+    if which == "stt":  # barge-in paused, no words: a false interruption, the whole text
+        assert v.sink.pauses == [(approx(1.5), approx(4.0))] and texts == [("assistant", TWELVE)]
+    else:  # no VAD: the final is the user's speech; its turn interrupts the agent
+        assert speech.interrupt_source == "user_turn"
+        assert texts[1:] == [("user", "hello there"), ("assistant", "Hi.")]
+
+
 async def test_the_input_ending_is_not_an_error(autojump_clock: trio.testing.MockClock,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     """The microphone stops at 2.1 s, after a barge-in paused the agent: no error, and the

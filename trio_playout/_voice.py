@@ -310,8 +310,9 @@ class VoiceDriver:
             await _aclose_bounded(iterator, self.close_timeout, "audio input")
 
     async def _run_vad(self, vad: VAD, queue: _FrameQueue) -> None:
-        stream = vad.stream(queue)
+        stream: AsyncIterator[VADEvent] | None = None
         try:
+            stream = vad.stream(queue)  # a plain ``def`` may raise here
             async for event in stream:
                 if not isinstance(event, VADEvent):
                     raise TypeError(f"the VAD yielded {type(event).__name__}, not a VADEvent")
@@ -323,13 +324,15 @@ class VoiceDriver:
                 logger.error("the VAD stream ended while audio still comes in; "
                              "the user's voice no longer barges in")
         finally:
-            await _aclose_bounded(stream, self.close_timeout, "VAD stream")
+            if stream is not None:
+                await _aclose_bounded(stream, self.close_timeout, "VAD stream")
         self._vad_running = False
         self._end_stuck_speech("the VAD stopped")
 
     async def _run_stt(self, stt: STT, queue: _FrameQueue) -> None:
-        stream = stt.stream(queue)
+        stream: AsyncIterator[Transcript] | None = None
         try:
+            stream = stt.stream(queue)  # a plain ``def`` may raise here
             async for transcript in stream:
                 if not isinstance(transcript, Transcript):
                     raise TypeError(f"the STT yielded {type(transcript).__name__}, not a Transcript")
@@ -342,7 +345,8 @@ class VoiceDriver:
             if not queue._closed:
                 logger.error("the STT stream ended while audio still comes in; no more words or user turns")
         finally:
-            await _aclose_bounded(stream, self.close_timeout, "STT stream")
+            if stream is not None:
+                await _aclose_bounded(stream, self.close_timeout, "STT stream")
         if self._vad is None:
             self._end_stuck_speech("the STT stopped")
 
