@@ -87,7 +87,23 @@ T = TypeVar("T")
 #: of a busy trio task finish before the next one (benchmark S7).
 _PASSES_PER_CHECKPOINT = 8
 
+#: Fix 7: the timer heap is compacted once it holds more cancelled timers than this
+#: and they are more than half of it (asyncio's own thresholds).
+_MIN_CANCELLED_TIMERS = 100
+
 _OriginalSyncLoop: type[Any] = _ta_sync.SyncTrioEventLoop
+
+# Fix 9: the thread's running loop, read and set without trio-asyncio's patches (which
+# answer from the trio task's context instead).
+_thread_running_loop: Callable[[], Any] = (
+    getattr(asyncio.events, "_c__get_running_loop", None)
+    or getattr(asyncio.events, "_py__get_running_loop")  # noqa: B009
+)
+_set_running_loop: Callable[[Any], None] = asyncio.events._set_running_loop
+
+
+def _nothing() -> None:
+    """The wake-up handle's callback (fix 8)."""
 
 
 class _FixesMixin:
@@ -96,6 +112,14 @@ class _FixesMixin:
     # Callbacks taken off trio-asyncio's queue and not yet run (fix 5). Created lazily:
     # open_loop() switches the class of an already constructed loop.
     _bridge_ready: collections.deque[asyncio.Handle] | None = None
+    # Cancelled timers still in the heap (fix 7).
+    _bridge_cancelled_timers = 0
+    # The queue that replaces trio-asyncio's memory channel (fix 8; BridgeTrioEventLoop
+    # only, None on the greenlet loop), the lot its loop task parks on, and whether it is
+    # parked there.
+    _bridge_incoming: collections.deque[asyncio.Handle] | None = None
+    _bridge_lot: trio.lowlevel.ParkingLot | None = None
+    _bridge_parked = False
 
     def run_in_executor(
         self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any
@@ -144,24 +168,69 @@ class _FixesMixin:
         loop._queue_handle(handle)
         return handle
 
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        # fix 7: count cancelled timers still in the heap (asyncio's bookkeeping;
+        # trio-asyncio's is a no-op), so _bridge_take_queued can drop them
+        if getattr(handle, "_scheduled", False):
+            self._bridge_cancelled_timers += 1
+
     def _bridge_take_queued(self, ready: collections.deque[asyncio.Handle]) -> None:
         """Move everything queued so far to ``ready`` (timers to the heap), then the due timers."""
         loop: Any = self
-        receive = loop._q_recv.receive_nowait
         timers: list[asyncio.TimerHandle] = loop._timers
-        while True:
-            try:
-                obj = receive()
-            except trio.WouldBlock:
-                break
-            if isinstance(obj, asyncio.TimerHandle):
-                heapq.heappush(timers, obj)
-            else:
-                ready.append(obj)
+        incoming = self._bridge_incoming
+        if incoming is None:  # the greenlet loop: trio-asyncio's channel
+            receive = loop._q_recv.receive_nowait
+            while True:
+                try:
+                    obj = receive()
+                except trio.WouldBlock:
+                    break
+                self._bridge_take_one(obj, ready, timers)
+        elif incoming:
+            for obj in incoming:
+                if type(obj) is asyncio.Handle:  # the usual case: a call_soon
+                    ready.append(obj)
+                else:
+                    self._bridge_take_one(obj, ready, timers)
+            incoming.clear()
         if timers:
-            now = loop.time()
-            while timers and timers[0].when() <= now:
-                ready.append(heapq.heappop(timers))
+            # fix 7: cancelled timers leave the heap as in asyncio's _run_once: all of
+            # them once they are most of a large heap, else those at its head. (They used
+            # to stay until their time came: livekit cancels ~200 timeouts per
+            # interrupted speech, the heap grew to thousands and every push and pop
+            # paid for it in Python-level comparisons.)
+            cancelled = self._bridge_cancelled_timers
+            if cancelled > _MIN_CANCELLED_TIMERS and cancelled * 2 > len(timers):
+                kept = []
+                for handle in timers:
+                    if handle._cancelled:
+                        handle._scheduled = False  # type: ignore[attr-defined]
+                    else:
+                        kept.append(handle)
+                heapq.heapify(kept)
+                timers[:] = kept
+                self._bridge_cancelled_timers = 0
+            else:
+                while timers and timers[0]._cancelled:
+                    self._bridge_cancelled_timers = max(0, self._bridge_cancelled_timers - 1)
+                    heapq.heappop(timers)._scheduled = False  # type: ignore[attr-defined]
+            if timers:
+                now = loop.time()
+                while timers and timers[0].when() <= now:
+                    handle = heapq.heappop(timers)
+                    handle._scheduled = False  # type: ignore[attr-defined]
+                    ready.append(handle)
+
+    @staticmethod
+    def _bridge_take_one(obj: asyncio.Handle, ready: collections.deque[asyncio.Handle],
+                         timers: list[asyncio.TimerHandle]) -> None:
+        if isinstance(obj, asyncio.TimerHandle):
+            if not obj._cancelled:  # (a timer cancelled before it reached the heap is dropped)
+                obj._scheduled = True  # type: ignore[attr-defined]
+                heapq.heappush(timers, obj)
+        else:
+            ready.append(obj)
 
     async def _main_loop_one(self, no_wait: bool = False) -> None:
         """Run the loop (fix 5): what is ready now, up to a few passes, then yield once.
@@ -184,37 +253,56 @@ class _FixesMixin:
             timers: list[asyncio.TimerHandle] = loop._timers
             # loop.time() is trio's clock, so the next timer's time is a trio deadline
             with trio.CancelScope(deadline=timers[0].when() if timers else math.inf):
-                obj = await loop._q_recv.receive()
-                if isinstance(obj, asyncio.TimerHandle):
-                    heapq.heappush(timers, obj)
+                lot = self._bridge_lot
+                if lot is None:  # the greenlet loop: trio-asyncio's channel
+                    self._bridge_take_one(await loop._q_recv.receive(), ready, timers)
                 else:
-                    ready.append(obj)
+                    self._bridge_parked = True  # the next _bridge_put unparks it
+                    try:
+                        await lot.park()
+                    finally:
+                        self._bridge_parked = False
             blocked = True
             self._bridge_take_queued(ready)
         passes = 0
-        while True:
-            for _ in range(len(ready)):
-                obj = ready.popleft()
-                if isinstance(obj, AsyncHandle):
-                    # a trio task (trio_as_future / run_trio_task): start it as trio-asyncio
-                    # does, in the context of the asyncio code that asked for it (fix 6)
-                    obj._context.run(
-                        loop._nursery.start_soon, _run_trio_handle, loop, obj, name=obj._callback
-                    )
-                    await obj._started.wait()
-                    blocked = True
-                elif not obj._cancelled:
-                    prev_library, _sniffio_library.name = _sniffio_library.name, "asyncio"
-                    try:
-                        obj._run()
-                    finally:
-                        _sniffio_library.name = prev_library
-            passes += 1
-            if blocked or passes >= _PASSES_PER_CHECKPOINT:
-                break
-            self._bridge_take_queued(ready)
-            if not ready:
-                break
+        # fix 9: asyncio's running loop is set (in the thread state) while callbacks run,
+        # as asyncio's own loop does, for code that bound the original
+        # asyncio.get_running_loop before trio-asyncio patched it (anyio under the
+        # openai SDK); the previous value is back whenever trio code may run.
+        previous = _thread_running_loop()
+        _set_running_loop(loop)
+        try:
+            while True:
+                for _ in range(len(ready)):
+                    obj = ready.popleft()
+                    if isinstance(obj, AsyncHandle):
+                        # a trio task (trio_as_future / run_trio_task): start it as
+                        # trio-asyncio does, in the context of the asyncio code that asked
+                        # for it (fix 6)
+                        obj._context.run(
+                            loop._nursery.start_soon, _run_trio_handle, loop, obj,
+                            name=obj._callback,
+                        )
+                        _set_running_loop(previous)
+                        try:
+                            await obj._started.wait()
+                        finally:
+                            _set_running_loop(loop)
+                        blocked = True
+                    elif not obj._cancelled:
+                        prev_library, _sniffio_library.name = _sniffio_library.name, "asyncio"
+                        try:
+                            obj._run()
+                        finally:
+                            _sniffio_library.name = prev_library
+                passes += 1
+                if blocked or passes >= _PASSES_PER_CHECKPOINT:
+                    break
+                self._bridge_take_queued(ready)
+                if not ready:
+                    break
+        finally:
+            _set_running_loop(previous)
         if not blocked:
             # the passes ran without yielding: give trio tasks and I/O their turn
             await trio.lowlevel.checkpoint()
@@ -235,6 +323,64 @@ async def _run_trio_handle(loop: Any, handle: AsyncHandle) -> None:
 
 class BridgeTrioEventLoop(_FixesMixin, TrioEventLoop):  # type: ignore[misc]
     """trio-asyncio's async loop (``open_loop``) with the bridge's fixes."""
+
+    def _bridge_enable_queue(self) -> None:
+        """Fix 8: callbacks go to a deque, not through trio's memory channel.
+
+        Called by :func:`open_loop` after the class switch. trio-asyncio's channel costs a
+        ``send_nowait`` (~50 bytecodes, a parked-receiver check) per callback and a
+        ``receive_nowait`` (a ``WouldBlock`` raised on every empty poll); livekit queues
+        ~50 callbacks per interrupt. Everything trio-asyncio sends through the channel
+        (``call_soon_threadsafe`` and signal handlers, run in the trio thread by the trio
+        token) now goes to the same deque, in the order it reaches the trio thread; the
+        loop task parks on a ParkingLot when there is nothing to run. A bounded
+        ``queue_len`` keeps trio-asyncio's channel.
+        """
+        loop: Any = self
+        if loop._q_send.statistics().max_buffer_size != math.inf:
+            return
+        self._bridge_incoming = collections.deque()
+        self._bridge_lot = trio.lowlevel.ParkingLot()
+        # trio-asyncio's own _main_loop_one may be parked on the channel already (the
+        # loop task started before the class switch): a no-op handle wakes it, it runs it
+        # and returns, and from then on the loop task runs the bridge's _main_loop_one.
+        loop._q_send.send_nowait(asyncio.Handle(_nothing, (), loop, None))
+        loop._q_send = _QueueSender(self)
+
+    def _bridge_put(self, handle: asyncio.Handle) -> None:
+        assert self._bridge_incoming is not None
+        self._bridge_incoming.append(handle)
+        if self._bridge_parked:
+            self._bridge_parked = False
+            assert self._bridge_lot is not None
+            self._bridge_lot.unpark_all()
+
+    def _queue_handle(self, handle: asyncio.Handle) -> asyncio.Handle:
+        incoming = self._bridge_incoming
+        if incoming is None:
+            queued: asyncio.Handle = super()._queue_handle(handle)
+            return queued
+        loop: Any = self
+        loop._check_closed()
+        incoming.append(handle)  # _bridge_put, inlined: this runs for every callback
+        if self._bridge_parked:
+            self._bridge_parked = False
+            assert self._bridge_lot is not None
+            self._bridge_lot.unpark_all()
+        return handle
+
+
+class _QueueSender:
+    """Stands in for trio-asyncio's send channel once fix 8 is on: its users
+    (``call_soon_threadsafe``, signal handlers) call ``send_nowait`` in the trio thread."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: BridgeTrioEventLoop) -> None:
+        self._loop = loop
+
+    def send_nowait(self, handle: asyncio.Handle) -> None:
+        self._loop._bridge_put(handle)
 
 
 class BridgeSyncEventLoop(_FixesMixin, _OriginalSyncLoop):  # type: ignore[misc]
@@ -280,6 +426,7 @@ async def open_loop(queue_len: int | None = None) -> AsyncIterator[asyncio.Abstr
         # Same layout, more methods: switching the class adds the fixes to this loop
         # only, without patching trio-asyncio for other users in the process.
         loop.__class__ = BridgeTrioEventLoop
+        loop._bridge_enable_queue()
         yield loop
 
 

@@ -62,25 +62,6 @@ async def book_table(when: str, people: int) -> str:
     return f"booked for {people} at {when}"
 
 
-@pytest.fixture(autouse=True)
-def _anyio_sees_the_bridge_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give anyio's asyncio backend trio-asyncio's ``get_running_loop``.
-
-    pytest's anyio plugin imports that backend at start-up, before trio-asyncio patches
-    ``asyncio.get_running_loop``, so the backend holds the original, which does not
-    know trio-asyncio's loop: every request of the SDK then failed with "no running
-    event loop". A program that imports the bridge (or opens its loop) before its first
-    asyncio HTTP request has the patched function already. (The bridge loop could
-    also set asyncio's running loop around the callbacks it runs, as stock asyncio
-    does; reported, not done here.)
-    """
-    import bridge._loop  # noqa: F401  (imports trio_asyncio, which patches asyncio)
-
-    backend = sys.modules.get("anyio._backends._asyncio")
-    if backend is not None and getattr(backend, "get_running_loop", None) is not asyncio.get_running_loop:
-        monkeypatch.setattr(backend, "get_running_loop", asyncio.get_running_loop)
-
-
 @dataclass
 class Env:
     server: OpenAIServer
