@@ -36,6 +36,20 @@ and two more: one of speed, not of meaning (5), and one for ``asyncio.run`` host
    not: ``asyncio.run()`` on 3.11+ and ``asyncio.Runner`` make such a context, and a
    bridged tool under them raised ``NotInstalledError``. See :func:`_run_trio_handle`.
 
+and three more found under load (issue 11: a busy neighbour process stretches every
+microsecond of CPU the bridge spends beyond stock asyncio):
+
+7. Cancelled timers leave the timer heap, as in asyncio's ``_run_once`` (trio-asyncio's
+   ``_timer_handle_cancelled`` is a no-op, so they stayed until their time came:
+   livekit cancels ~200 timeouts per interrupted speech and the heap grew by thousands,
+   with Python-level ``TimerHandle.__lt__`` calls on every push and pop).
+8. Callbacks go to the loop's own deque instead of trio's memory channel (see
+   :meth:`BridgeTrioEventLoop._bridge_enable_queue`).
+9. asyncio's running loop is set in the thread state while callbacks run, as asyncio's
+   own loop does: code that bound the original ``asyncio.get_running_loop`` before
+   trio-asyncio patched it (anyio's asyncio backend, under the openai SDK and livekit's
+   plugins) raised "no running event loop" on the bridge loop.
+
 Hosting:
 
 * :func:`open_loop` / :func:`run` for trio-first programs;
@@ -107,7 +121,7 @@ def _nothing() -> None:
 
 
 class _FixesMixin:
-    """The four fixes and the batched loop; placed before trio-asyncio's loop class."""
+    """The fixes and the batched loop; placed before trio-asyncio's loop class."""
 
     # Callbacks taken off trio-asyncio's queue and not yet run (fix 5). Created lazily:
     # open_loop() switches the class of an already constructed loop.
