@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
+from benchmarks._proc import LOAD_MODES, BusyLoad
 from benchmarks.analysis import analyse, summary
 from benchmarks.env import environment
 from benchmarks.runner import Config, run_config
@@ -91,6 +92,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "S6 levels (default 3); with --quick, all configurations run this many at once "
         "(default 4). Timing scenarios (S1, S2, S4, S7) always run alone in a default run",
     )
+    p.add_argument(
+        "--load", default="none", choices=tuple(LOAD_MODES),
+        help="run every configuration beside a second process that keeps one core busy "
+        "(a Python busy loop started once for the whole run, the same for every "
+        "implementation): "
+        + "; ".join(f"{k}: {v}" for k, v in LOAD_MODES.items()) + " (default none)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
         "--report-only", action="store_true",
@@ -118,12 +126,15 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], dict[str, list[Config]
     S6 chains (one per implementation)."""
     flat: list[Config] = []
     chains: dict[str, list[Config]] = {}
+    pinned = BusyLoad(args.load).worker_cpus()
+    cpus = tuple(sorted(pinned)) if pinned is not None else None
     for sid in args.scenarios:
         sc = SCENARIOS[sid]
         for impl in args.impls:
             if sid == "S6":
                 chains[impl] = [
-                    Config(impl, sid, 1, 0, sc.budget(args.quick), 0.0, args.quick, level)
+                    Config(impl, sid, 1, 0, sc.budget(args.quick), 0.0, args.quick, level,
+                           cpus=cpus)
                     for level in args.level_list
                 ]
                 continue
@@ -136,6 +147,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Config], dict[str, list[Config]
                     budget_s=sc.budget(args.quick),
                     observe_s=sc.observe(args.quick),
                     quick=args.quick,
+                    cpus=cpus,
                 )
             )
     flat.sort(key=_order_key)
@@ -277,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stderr.write(
         f"benchmarks: {len(flat)} configurations + {sum(len(c) for c in chains.values())} "
         f"scale levels into {out}/ "
-        f"({'quick' if args.quick else 'default'} run)\n"
+        f"({'quick' if args.quick else 'default'} run"
+        + ("" if args.load == "none" else f", load: {LOAD_MODES[args.load]}") + ")\n"
     )
     progress = Progress(total)
     t0 = time.perf_counter()
@@ -297,27 +310,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     timing = [c for c in flat if SCENARIOS[c.scenario].kind == "timing"]
     waits = [c for c in flat if SCENARIOS[c.scenario].kind != "timing"]
-    if args.quick:
-        # a smoke test: everything shares the slots, the long ones first
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = [pool.submit(one, c) for c in waits]
-            futures += [pool.submit(run_chain, ch, out, progress, args.caps)
-                        for ch in chains.values()]
-            futures += [pool.submit(one, c) for c in timing]
-            for f in futures:
-                results.extend(f.result())
-    else:
-        # 1. timing configurations, alone on the machine
-        for c in timing:
-            results.extend(one(c))
-        # 2. long-wait configurations, --jobs at a time, beside one S6 level at a time
-        with ThreadPoolExecutor(max_workers=1) as scale_pool:
-            scale_future = scale_pool.submit(chains_in_turn)
-            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as waits_pool:
-                wait_futures = [waits_pool.submit(one, c) for c in waits]
-                for f in wait_futures:
+    with BusyLoad(args.load):  # the same second process beside every configuration
+        if args.quick:
+            # a smoke test: everything shares the slots, the long ones first
+            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+                futures = [pool.submit(one, c) for c in waits]
+                futures += [pool.submit(run_chain, ch, out, progress, args.caps)
+                            for ch in chains.values()]
+                futures += [pool.submit(one, c) for c in timing]
+                for f in futures:
                     results.extend(f.result())
-            results.extend(scale_future.result())
+        else:
+            # 1. timing configurations, alone on the machine
+            for c in timing:
+                results.extend(one(c))
+            # 2. long-wait configurations, --jobs at a time, beside one S6 level at a time
+            with ThreadPoolExecutor(max_workers=1) as scale_pool:
+                scale_future = scale_pool.submit(chains_in_turn)
+                with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as waits_pool:
+                    wait_futures = [waits_pool.submit(one, c) for c in waits]
+                    for f in wait_futures:
+                        results.extend(f.result())
+                results.extend(scale_future.result())
     wall = time.perf_counter() - t0
 
     order = {s: i for i, s in enumerate(SCENARIOS)}
@@ -336,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "quick": args.quick, "jobs": args.jobs, "impls": args.impls,
             "scenarios": args.scenarios, "n_override": args.n, "levels": args.level_list,
+            "load": args.load, "load_description": LOAD_MODES[args.load],
             "scale_caps": (
                 {k: {"max_level": v[0], "reason": v[1]} for k, v in SCALE_CAPS.items()}
                 if args.caps else {}

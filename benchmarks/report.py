@@ -177,6 +177,12 @@ def markdown_report(
         f"- run: {how}; each configuration in its own process (forked from a fork server "
         "that preloaded livekit-agents; never trio_asyncio in a plain asyncio process); "
         f"wall {cast(float, settings.get('wall_s', 0.0)):.0f} s",
+        *(
+            [f"- **under load** (`--load {settings.get('load')}`): "
+             f"{settings.get('load_description')}, started once for the whole run, beside "
+             "every implementation alike"]
+            if settings.get("load", "none") != "none" else []
+        ),
         "",
         "*sink stop* is when the audio actually stopped, as the sink recorded it, in every "
         "implementation: at the clear for a sink that confirms at once, 150 ms later for the "

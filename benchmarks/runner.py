@@ -40,6 +40,8 @@ class Config:
     observe_s: float
     quick: bool
     level: int | None = None
+    #: CPUs the worker pins itself to (``--load shared``); None: not pinned.
+    cpus: tuple[int, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -61,8 +63,11 @@ class Config:
 ProgressFn = Callable[[Config, int, int], None]
 
 
-def _child(argv: list[str], log_path: str, conn: Connection) -> None:
+def _child(argv: list[str], log_path: str, conn: Connection,
+           cpus: tuple[int, ...] | None = None) -> None:
     """The configuration's own process (forked from the preloaded fork server)."""
+    if cpus is not None:
+        os.sched_setaffinity(0, set(cpus))
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -128,7 +133,9 @@ def run_config(cfg: Config, out_dir: Path, progress: ProgressFn) -> dict[str, ob
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    proc = ctx.Process(target=_child, args=(argv, str(log_path.resolve()), send), daemon=True)
+    proc = ctx.Process(
+        target=_child, args=(argv, str(log_path.resolve()), send, cfg.cpus), daemon=True
+    )
     proc.start()
     send.close()
     deadline = t0 + cfg.deadline_s()

@@ -292,3 +292,37 @@ def test_cli_help_and_report_name_no_internal_documents(capsys: pytest.CaptureFi
             assert hidden not in text
     assert "[#5359](https://github.com/livekit/agents/issues/5359)" in md
     assert "[#5700](https://github.com/livekit/agents/pull/5700)" in md
+
+
+def test_load_option_plans_and_runs_the_busy_neighbour() -> None:
+    """``--load``: one busy-loop process for the whole run; ``shared`` pins it and every
+    worker to the same CPU, the other modes leave the workers unpinned."""
+    import os
+    import time
+
+    from benchmarks._proc import LOAD_MODES, BusyLoad
+    from benchmarks.cli import plan
+
+    assert parse_args([]).load == "none"
+    with pytest.raises(SystemExit):
+        parse_args(["--load", "bogus"])
+    last = max(os.sched_getaffinity(0))
+    for mode in LOAD_MODES:
+        flat, chains = plan(parse_args(["--load", mode, "--scenario", "S1,S6", "--impl", "trio-native"]))
+        cpus = {c.cpus for c in flat} | {c.cpus for ch in chains.values() for c in ch}
+        assert cpus == ({(last,)} if mode == "shared" else {None}), mode
+
+    with BusyLoad("none") as load:
+        assert load._proc is None
+    with BusyLoad("shared") as load:
+        proc = load._proc
+        assert proc is not None and proc.poll() is None
+        assert os.sched_getaffinity(proc.pid) == {last}
+        # it burns CPU: its utime grows while we sleep
+        def utime() -> int:
+            with open(f"/proc/{proc.pid}/stat", encoding="ascii") as fh:
+                return int(fh.read().rsplit(")", 1)[1].split()[11])
+        before = utime()
+        time.sleep(0.3)
+        assert utime() > before
+    assert proc.poll() is not None  # killed and reaped on exit
