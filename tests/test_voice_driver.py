@@ -258,6 +258,77 @@ async def test_cough_then_barge_in_pauses_then_false_interruption_resumes(
     assert not host.speeches["s1"].paused and not host.speeches["s1"].interrupted
 
 
+class FailingHost(FakeHost):
+    """A host whose calls raise once each, as a session's would when a sink hook raises."""
+
+    def __init__(self, *fail: str) -> None:
+        super().__init__()
+        self.fail = set(fail)
+
+    def _maybe_fail(self, what: str) -> None:
+        if what in self.fail:
+            self.fail.discard(what)
+            self.log("failed " + what)
+            raise OSError(f"{what}: control channel hiccup")
+
+    def pause_audio(self, speech: Hashable) -> bool:
+        self._maybe_fail("pause")
+        return super().pause_audio(speech)
+
+    def resume_audio(self, speech: Hashable) -> bool:
+        self._maybe_fail("resume")
+        return super().resume_audio(speech)
+
+    def publish(self, event: SessionEvent) -> None:
+        if isinstance(event, UserStateChanged):
+            self._maybe_fail("publish")
+        super().publish(event)
+
+
+async def test_a_failing_host_call_leaves_the_rest_of_its_actions_running_at_once(
+        autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """Review finding 1 and its suspicion: publishing the start of speech raises (1.0). The
+    provisional pause decided with it still happens at 1.0, not at some later input, and
+    the VAD goes on (the second utterance pauses again at 4.0). Before the fix the error
+    escaped into the VAD task: "the VAD failed", and the pause ran at the next transcript."""
+    host = FailingHost("publish")
+    async with trio.open_nursery() as nursery:
+        host.play("s1")
+        await start(nursery, host, vad=FakeVAD([(1.0, 1.2), (4.0, 4.2)]),
+                    stt=FakeSTT([(3.0, "", False)]), options=TurnOptions(pause_on_speech_start=True))
+        await trio.sleep(6.0)
+        nursery.cancel_scope.cancel()
+    assert host.at("failed publish") == [pytest.approx(1.0)]
+    assert host.at("pause") == [pytest.approx(1.0), pytest.approx(4.0)]
+    assert host.at("resume") == [pytest.approx(1.2), pytest.approx(4.2)]
+    assert "the VAD failed" not in caplog.text and "control channel hiccup" in caplog.text
+
+
+async def test_a_pause_or_resume_that_raises_interrupts_the_speech_and_the_voice_goes_on(
+        autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """Review finding 1: a barge-in whose pause raises (1.5) interrupts instead, as on a sink
+    that cannot pause; a false-interruption resume that raises (s2: 7.5 -> 10.0) ends that
+    speech where it paused (FalseInterruption resumed=False). The VAD, the timer and the
+    STT's turn all go on."""
+    host = FailingHost("pause", "resume")
+    async with trio.open_nursery() as nursery:
+        host.play("s1")
+        await start(nursery, host, vad=FakeVAD([(1.0, 2.0), (7.0, 8.0), (12.0, 12.5)]),
+                    stt=FakeSTT([(12.4, "hello", True)]))
+        await trio.sleep(5.0)
+        host.play("s2")
+        await trio.sleep(8.0)
+        nursery.cancel_scope.cancel()
+    assert host.at("failed pause") == [pytest.approx(1.5)]
+    assert ("s1", "audio_activity") in [arg for _, w, arg in host.calls if w == "interrupt"]
+    assert host.at("pause") == [pytest.approx(7.5)]
+    assert host.at("failed resume") == [pytest.approx(10.0)]
+    assert host.speeches["s2"].interrupted
+    assert of(host.events, FalseInterruption) == [FalseInterruption("s2", False)]  # type: ignore[arg-type]
+    assert [arg for _, w, arg in host.calls if w == "commit"] == [("hello", True)]
+    assert caplog.text.count("interrupting it instead") == 2
+
+
 async def test_words_interrupt_then_the_turn_is_written_after_the_speech_is_done(
         autojump_clock: trio.abc.Clock) -> None:
     host = FakeHost(finish_delay=1.0)  # a slow sink: s1 is done at 2.8

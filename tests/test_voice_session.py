@@ -631,6 +631,60 @@ async def test_a_failing_stt_is_logged_and_barge_in_goes_on(
         assert {"raises": "the STT failed", "ends": "the STT stream ended"}[how] in caplog.text
 
 
+class _FlakySink(tp.RealtimeAudioSink):
+    """A sink whose ``on_pause`` or ``on_resume`` hook raises once (a control send failed)."""
+
+    def __init__(self, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def on_pause(self) -> None:
+        if self.fail == "pause":
+            self.fail = ""
+            raise OSError("control channel hiccup")
+        super().on_pause()
+
+    def on_resume(self) -> None:
+        if self.fail == "resume":
+            self.fail = ""
+            raise OSError("control channel hiccup")
+        super().on_resume()
+
+
+@pytest.mark.parametrize("fail", ["pause", "resume"])
+async def test_a_sink_hook_that_raises_never_takes_the_voice_down(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, fail: str) -> None:
+    """Review finding 1. The user barges in at 1.0-2.0 (pause due at 1.5, false-interruption
+    resume at 4.0), and again at 6.0-7.0 on a second speech. ``on_pause`` raising: the first
+    barge-in interrupts instead (as on a sink that cannot pause). ``on_resume`` raising: the
+    paused speech cannot go on and ends where it paused (FalseInterruption resumed=False;
+    handle and history agree). Either way the session lives, the second barge-in pauses and
+    resumes normally and the user's states go on. Before the fix: the session died (resume)
+    or the VAD was declared failed for good (pause)."""
+    sink = _FlakySink(fail)
+    async with voice(sink=sink, speech=[(1.0, 2.0), (6.0, 7.0)], stt=None) as v:
+        first = v.session.say(TWELVE)
+        await first
+        stop = 1.5 if fail == "pause" else 4.0
+        assert trio.current_time() == approx(stop, abs=0.03)
+        await trio.sleep_until(5.0)
+        second = v.session.say(TWELVE)
+        await second
+        await trio.sleep(1.0)
+    heard = 1.5
+    assert first.interrupted and first.interrupt_source == "audio_activity"
+    assert not second.interrupted
+    assert [(m.text, m.interrupted) for m in v.session.history] == [
+        (heard_words(heard), True), (TWELVE, False)]
+    assert v.sink.records[-1].pauses == [(approx(6.5), approx(9.0))]
+    assert [e.resumed for _, e in v.of(tp.FalseInterruption)] == (  # type: ignore[attr-defined]
+        [True] if fail == "pause" else [False, True])
+    assert v.states(tp.UserStateChanged) == [(approx(1.0), "speaking"), (approx(2.0), "listening"),
+                                             (approx(6.0), "speaking"), (approx(7.0), "listening")]
+    assert "the VAD failed" not in caplog.text and "interrupting it instead" in caplog.text
+    check_states(v)
+
+
 class _RefusesToStream:
     """A VAD or STT whose ``stream()`` (a plain ``def``) raises when it is called."""
 

@@ -376,7 +376,10 @@ class VoiceDriver:
                 await self._timer_changed.wait()
             now = trio.current_time()
             if now >= self._rules.next_deadline():
-                self._refresh(now)
+                try:
+                    self._refresh(now)
+                except Exception:  # the host's facts; the timer must go on regardless
+                    logger.exception("refreshing the speeches' facts failed")
                 self._feed(self._rules.tick(now))
 
     async def _turn_worker(self) -> None:
@@ -398,7 +401,10 @@ class VoiceDriver:
             now = trio.current_time()
             self._feed(self._rules.turn_committed(now, key))
             if key is not None:
-                self._report(now, key)
+                try:
+                    self._report(now, key)
+                except Exception:
+                    logger.exception("reading the facts of the reply %r failed", key)
                 self._drain()
 
     # -- rules in, actions out ---------------------------------------------------------------
@@ -438,20 +444,52 @@ class VoiceDriver:
         self._draining = True
         try:
             while self._actions:
-                self._do(self._actions.popleft())
+                self._act(self._actions.popleft())
         finally:
             self._draining = False
         if self._rules.next_deadline() != self._armed:
             self._timer_changed.set()
 
+    def _act(self, action: Action) -> None:
+        """Run one action; a host call that raises (a sink hook failing, say) is logged
+        and the speech it concerned is resynced: the voice goes on, and the actions
+        queued after this one still run now, not at some later, unrelated input."""
+        try:
+            self._do(action)
+        except Exception:
+            logger.exception("acting on %r failed; the user's voice goes on", action)
+            speech = getattr(action, "speech", None)
+            if speech is not None:
+                try:
+                    self._resync(speech)
+                except Exception:
+                    logger.exception("reading the facts of %r failed", speech)
+
+    def _interrupt_instead(self, speech: Hashable, why: str) -> None:
+        logger.exception("%s %r failed; interrupting it instead", why, speech)
+        try:
+            self._host.interrupt_speech(speech, "audio_activity")
+        except InterruptionNotAllowed:
+            logger.debug("%r became protected; not interrupted", speech)
+
     def _do(self, action: Action) -> None:
         host = self._host
         if isinstance(action, PauseAudio):
-            if not host.pause_audio(action.speech):
-                logger.debug("pause of %r refused by the host", action.speech)
+            try:
+                if not host.pause_audio(action.speech):
+                    logger.debug("pause of %r refused by the host", action.speech)
+            except Exception:
+                if action.provisional:  # a provisional pause: the audio just goes on
+                    logger.exception("pausing %r failed; it keeps playing", action.speech)
+                else:  # a barge-in on a sink that cannot pause now: as if it never could
+                    self._interrupt_instead(action.speech, "pausing")
             self._resync(action.speech)
         elif isinstance(action, ResumeAudio):
-            resumed = host.resume_audio(action.speech)
+            try:
+                resumed = host.resume_audio(action.speech)
+            except Exception:  # still paused, and nothing resumes it later: end it there
+                resumed = False
+                self._interrupt_instead(action.speech, "resuming")
             if action.false_interruption:
                 speech: Any = action.speech  # a SpeechHandle in Session
                 host.publish(FalseInterruption(speech, resumed, provisional=action.provisional))
@@ -466,7 +504,12 @@ class VoiceDriver:
             self._resync(action.speech)
         elif isinstance(action, CompleteUserTurn):
             host.publish(UserTurnCompleted(action.text))
-            self._turns.append((action.text, action.reply, tuple(host.begin_user_turn())))
+            try:
+                waits = tuple(host.begin_user_turn())
+            except Exception:  # the turn itself must not be lost
+                logger.exception("interrupting the speeches before the user's turn failed")
+                waits = ()
+            self._turns.append((action.text, action.reply, waits))
             self._turn_lot.unpark_all()
         elif isinstance(action, UserStateChange):
             host.publish(UserStateChanged(action.old, action.new))

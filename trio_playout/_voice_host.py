@@ -170,7 +170,10 @@ class _SessionVoice:
             if speech.done():
                 continue
             if not speech.interrupted and speech.allow_interruptions:
-                speech.interrupt(source="user_turn")
+                try:
+                    speech.interrupt(source="user_turn")
+                except Exception:  # a sink's clear failing must not cost the others theirs
+                    logger.exception("interrupting %s for the user's turn failed", speech.id)
             waits.append(speech)
         return waits
 
