@@ -7,6 +7,8 @@ the history, and leave the session working. Real clock, generous bounds.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -388,3 +390,104 @@ async def test_tool_calls_with_and_without_index(server: OpenAIServer, events: l
     got, error = await llm_alone(server, *events)
     assert error is None
     assert [(c.name, c.arguments, c.call_id) for c in got if isinstance(c, tp.ToolCall)] == expected
+
+
+# -- options are checked when the provider is built ------------------------------------------------
+
+U = "http://127.0.0.1:9/v1"  # nothing listens: these providers are only built
+
+
+@pytest.mark.parametrize(("provider", "options", "option"), [
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retries": None}, "max_retries"),
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retries": 2.5}, "max_retries"),
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retries": True}, "max_retries"),
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retries": -1}, "max_retries"),
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retries": 10**6}, "max_retries"),  # 2.0 ** 1024 overflows
+    (OpenAILLM, {"model": "m", "base_url": U, "timeout": "30"}, "timeout"),
+    (OpenAILLM, {"model": "m", "base_url": U, "timeout": 0}, "timeout"),
+    (OpenAILLM, {"model": "m", "base_url": U, "timeout": float("nan")}, "timeout"),
+    (OpenAILLM, {"model": "m", "base_url": U, "backoff": float("inf")}, "backoff"),
+    (OpenAILLM, {"model": "m", "base_url": U, "backoff": None}, "backoff"),
+    (OpenAILLM, {"model": "m", "base_url": U, "max_retry_after": -1}, "max_retry_after"),
+    (OpenAILLM, {"model": "m", "base_url": U, "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+    (OpenAILLM, {"model": "", "base_url": U}, "model"),
+    (OpenAILLM, {"model": None, "base_url": U}, "model"),
+    (OpenAILLM, {"model": "m", "base_url": U, "instructions": 3}, "instructions"),
+    (OpenAILLM, {"model": "m", "base_url": U, "extra": [("temperature", 0)]}, "extra"),
+    (OpenAILLM, {"model": "m", "base_url": 7}, "base_url"),
+    (OpenAILLM, {"model": "m", "base_url": U, "client": object()}, "client"),
+    (OpenAITTS, {"base_url": U, "frame_duration": None}, "frame_duration"),
+    (OpenAITTS, {"base_url": U, "frame_duration": 0.001}, "frame_duration"),
+    (OpenAITTS, {"base_url": U, "chars_per_second": float("inf")}, "chars_per_second"),
+    (OpenAITTS, {"base_url": U, "chars_per_second": 0}, "chars_per_second"),
+    (OpenAITTS, {"base_url": U, "speed": "fast"}, "speed"),
+    (OpenAITTS, {"base_url": U, "speed": 0}, "speed"),
+    (OpenAITTS, {"base_url": U, "voice": None}, "voice"),
+    (OpenAITTS, {"base_url": U, "timeout": None}, "timeout"),
+    (OpenAISTT, {"base_url": U, "threshold_db": "x"}, "threshold_db"),
+    (OpenAISTT, {"base_url": U, "threshold_db": 6.0}, "threshold_db"),  # above full scale: never loud
+    (OpenAISTT, {"base_url": U, "threshold_db": -math.inf}, "threshold_db"),
+    (OpenAISTT, {"base_url": U, "min_speech": True}, "min_speech"),
+    (OpenAISTT, {"base_url": U, "end_silence": -0.1}, "end_silence"),
+    (OpenAISTT, {"base_url": U, "pre_roll": float("nan")}, "pre_roll"),
+    (OpenAISTT, {"base_url": U, "max_utterance": 0}, "max_utterance"),
+    (OpenAISTT, {"base_url": U, "language": 5}, "language"),
+    (OpenAISTT, {"base_url": U, "max_retries": None}, "max_retries"),
+])
+def test_bad_options_are_refused_when_built(provider: Any, options: dict[str, Any], option: str) -> None:
+    with pytest.raises(tp.VoiceOptionsError, match=option):
+        provider(**options)
+
+
+
+
+def test_retry_policy_refuses_bad_values() -> None:
+    from trio_playout._openai_common import RetryPolicy
+
+    bad: dict[str, Any]
+    for bad in ({"max_retries": "2"}, {"backoff": float("nan")}, {"max_retry_after": math.inf},
+                {"max_retry_after": None}):
+        with pytest.raises(tp.VoiceOptionsError):
+            RetryPolicy(**bad)
+    # The largest accepted policy computes its last delay without overflowing.
+    policy = RetryPolicy(max_retries=100, backoff=60.0)
+    assert math.isfinite(policy.delay(99, tp.ProviderConnectionError("x")) or math.nan)
+
+
+def loud(seconds: float) -> tp.AudioFrame:
+    """A square wave at -6 dBFS, well above any threshold."""
+    n = round(seconds * 16000)
+    return tp.AudioFrame(b"".join(struct.pack("<h", 16000 if i % 40 < 20 else -16000) for i in range(n)),
+                         16000)
+
+
+def test_stt_segmenter_with_zero_min_speech_pre_roll_and_end_silence() -> None:
+    from trio_playout._openai_stt import _Segmenter
+
+    quiet = tp.AudioFrame.silence(0.02)
+    seg = _Segmenter(-40.0, 0.0, 0.0, 0.0, 30.0)
+    assert [seg.push(quiet) for _ in range(10)] == [None] * 10  # silence never starts one
+    assert seg.push(loud(0.02)) is None  # the first loud frame starts it, with no pre-roll
+    assert seg.push(loud(0.02)) is None
+    cut = seg.push(quiet)  # the first quiet frame ends it
+    assert cut is not None and [f.duration for f in cut] == pytest.approx([0.02, 0.02, 0.02])
+    assert seg.flush() is None
+    # min_speech=0 with a pre-roll: the loud frame and the pre-roll before it.
+    seg = _Segmenter(-40.0, 0.0, 0.1, 0.06, 30.0)
+    for _ in range(10):
+        assert seg.push(quiet) is None
+    assert seg.push(loud(0.02)) is None
+    cuts = [seg.push(quiet) for _ in range(5)]
+    (cut,) = [c for c in cuts if c is not None]
+    assert sum(f.duration for f in cut) == pytest.approx(0.06 + 0.02 + 0.1)
+
+
+async def test_stt_with_zero_min_speech_and_pre_roll_transcribes(server: OpenAIServer) -> None:
+    question, gap = user_question(), tp.AudioFrame.silence(1.0)
+    server.plan(TRANSCRIBE, *[Transcribe("word") for _ in range(20)])
+    async with OpenAISTT("s", base_url=server.base_url, min_speech=0, pre_roll=0) as stt:
+        with trio.fail_after(BOUND):
+            got = [t async for t in stt.stream(unpaced(frames([gap, question, gap])))]
+    assert got and all(t == tp.Transcript("word") for t in got) and stt.failed == 0
+    uploaded = sum(b["file"]["seconds"] for b in server.bodies(TRANSCRIBE))
+    assert question.duration * 0.5 < uploaded < question.duration + 1.0

@@ -23,7 +23,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,18 +47,68 @@ PROVIDER = "openai"
 CLOSE_BOUND = 2.0  # seconds a shielded close of a response may take (it is a socket close)
 
 
+def check_number(name: str, value: object, *, lo: float = 0.0, hi: float = math.inf,
+                 lo_open: bool = False) -> float:
+    """``value`` as a float if it is a finite real number in range; else VoiceOptionsError.
+
+    Options are checked when the provider is built, so a bad one fails there with its
+    name, not later inside a stream with a raw TypeError (or never, while it misbehaves).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise VoiceOptionsError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    low_ok = number > lo if lo_open else number >= lo
+    if not (math.isfinite(number) and low_ok and number <= hi):
+        if math.isfinite(hi):
+            where = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        else:
+            where = f"{'>' if lo_open else '>='} {lo:g}"
+        raise VoiceOptionsError(f"{name} must be a finite number {where}, got {value!r}")
+    return number
+
+
+def check_text(name: str, value: object, *, optional: bool = False, empty: bool = False) -> None:
+    """A string option (``None`` too if ``optional``; ``""`` only if ``empty``)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not (value or empty):
+        what = "a non-empty string" if not empty else "a string"
+        raise VoiceOptionsError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def check_common(*, base_url: object, api_key: object, client: object, extra: object) -> None:
+    """The options every OpenAI provider takes (timeout and retries are checked where used)."""
+    check_text("base_url", base_url, optional=True)
+    check_text("api_key", api_key, optional=True)
+    if client is not None and not isinstance(client, openai.AsyncOpenAI):
+        raise VoiceOptionsError(f"client must be an openai.AsyncOpenAI, got {type(client).__name__}")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise VoiceOptionsError(f"extra must be a mapping of request options, got {type(extra).__name__}")
+
+
+MAX_RETRIES = 100  # more would be a loop, not a policy (and 2.0 ** 1024 overflows)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """``max_retries`` more attempts, waiting ``backoff * 2**n`` (+-25 %) or the provider's
-    ``Retry-After`` when it is at most ``max_retry_after`` seconds."""
+    ``Retry-After`` when it is at most ``max_retry_after`` seconds.
+
+    ``max_retries`` is an integer in [0, 100]; ``backoff`` and ``max_retry_after`` are
+    finite seconds >= 0. Anything else raises :class:`VoiceOptionsError` here.
+    """
 
     max_retries: int = 2
     backoff: float = 0.5
     max_retry_after: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0 or not (self.backoff >= 0 and self.max_retry_after >= 0):
-            raise VoiceOptionsError("max_retries, backoff and max_retry_after must be >= 0")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or not (
+                0 <= self.max_retries <= MAX_RETRIES):
+            raise VoiceOptionsError(f"max_retries must be an integer in [0, {MAX_RETRIES}], "
+                                    f"got {self.max_retries!r}")
+        check_number("backoff", self.backoff)
+        check_number("max_retry_after", self.max_retry_after)
 
     def delay(self, attempt: int, error: ProviderError) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None: give up now."""
@@ -72,8 +122,7 @@ class RetryPolicy:
 def make_client(client: openai.AsyncOpenAI | None, base_url: str | None, api_key: str | None,
                 timeout: float) -> tuple[openai.AsyncOpenAI, bool]:
     """The client to use and whether we own it (and so close it)."""
-    if timeout <= 0 or not math.isfinite(timeout):
-        raise VoiceOptionsError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+    check_number("timeout", timeout, lo_open=True)
     if client is not None:
         return client.with_options(max_retries=0, timeout=timeout + 1.0), False
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None

@@ -32,9 +32,20 @@ from typing import Any
 
 import openai
 
+from ._exceptions import VoiceOptionsError
 from ._history import ChatItem, ChatMessage, FunctionCall, FunctionCallOutput
 from ._models import LLMChunk, LLMRequest, TextDelta, ToolCall
-from ._openai_common import RetryPolicy, close_quietly, make_client, map_error, next_item, retrying
+from ._openai_common import (
+    RetryPolicy,
+    check_common,
+    check_number,
+    check_text,
+    close_quietly,
+    make_client,
+    map_error,
+    next_item,
+    retrying,
+)
 from ._openai_common import call as provider_call
 from ._tools import FunctionTool
 
@@ -199,6 +210,9 @@ class OpenAILLM:
     ``max_retries`` attempts more are made, only before the first chunk is handed on.
     ``extra`` is passed to ``chat.completions.create`` (``temperature``,
     ``max_tokens``...). Close it with ``await llm.aclose()`` or ``async with``.
+    Options of the wrong type or out of range (``timeout`` finite > 0, ``max_retries``
+    an integer in [0, 100], ``backoff`` and ``max_retry_after`` finite >= 0) raise
+    :class:`~trio_playout.VoiceOptionsError` here, naming the option.
     """
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
@@ -206,9 +220,15 @@ class OpenAILLM:
                  timeout: float = 30.0, max_retries: int = 2, backoff: float = 0.5,
                  max_retry_after: float = 10.0, parallel_tool_calls: bool | None = None,
                  extra: Mapping[str, Any] | None = None) -> None:
+        check_text("model", model)
+        check_text("instructions", instructions, optional=True, empty=True)
+        check_common(base_url=base_url, api_key=api_key, client=client, extra=extra)
+        if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+            raise VoiceOptionsError(
+                f"parallel_tool_calls must be a bool or None, got {parallel_tool_calls!r}")
         self.model = model
         self.instructions = instructions
-        self.timeout = timeout
+        self.timeout = check_number("timeout", timeout, lo_open=True)
         self.retry = RetryPolicy(max_retries, backoff, max_retry_after)
         self.parallel_tool_calls = parallel_tool_calls
         self.extra = dict(extra or {})

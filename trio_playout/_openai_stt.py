@@ -36,9 +36,9 @@ import openai
 import trio
 
 from ._audio import AudioFrame
-from ._exceptions import ProviderError, VoiceOptionsError
+from ._exceptions import ProviderError
 from ._input import Transcript
-from ._openai_common import RetryPolicy, make_client
+from ._openai_common import RetryPolicy, check_common, check_number, check_text, make_client
 from ._openai_common import call as provider_call
 
 __all__ = ["OpenAISTT"]
@@ -93,10 +93,11 @@ class _Segmenter:
         if self._speech is None:
             self._before.append(frame)
             self._before_time += frame.duration
-            while self._before_time - self._before[0].duration >= self.pre_roll + self.min_speech:
-                self._before_time -= self._before.popleft().duration
             self._loud = self._loud + frame.duration if loud else 0.0
-            if self._loud >= self.min_speech - 1e-9:
+            keep = self.pre_roll + max(self.min_speech, self._loud)  # the loud run and pre_roll before it
+            while len(self._before) > 1 and self._before_time - self._before[0].duration >= keep - 1e-9:
+                self._before_time -= self._before.popleft().duration
+            if loud and self._loud >= self.min_speech - 1e-9:  # min_speech=0: the first loud frame
                 fmt = (frame.sample_rate, frame.num_channels)
                 self._speech = [f for f in self._before if (f.sample_rate, f.num_channels) == fmt]
                 self._speech_time = sum(f.duration for f in self._speech)
@@ -107,7 +108,8 @@ class _Segmenter:
         self._speech.append(frame)
         self._speech_time += frame.duration
         self._silence = 0.0 if loud else self._silence + frame.duration
-        if self._silence >= self.end_silence - 1e-9 or self._speech_time >= self.max_utterance:
+        ended = not loud and self._silence >= self.end_silence - 1e-9  # end_silence=0: the first quiet frame
+        if ended or self._speech_time >= self.max_utterance:
             return self.flush()
         return done
 
@@ -123,7 +125,11 @@ class OpenAISTT:
     ``api_key``, ``client``, ``timeout`` and the retry options work as for
     :class:`~trio_playout.openai.OpenAILLM` (a transcription request is retried whole:
     nothing was handed on yet). ``language`` and ``prompt`` are passed when given.
-    The utterance options are described in :mod:`trio_playout.openai`.
+    The utterance options are described in :mod:`trio_playout.openai`: ``threshold_db``
+    in [-200, 0] dBFS, ``min_speech``, ``end_silence`` and ``pre_roll`` in [0, 60] s (0
+    works: the first loud frame starts an utterance, the first quiet one ends it, no
+    audio before the start is kept), ``max_utterance`` in (0, 3600] s; bad options raise
+    :class:`~trio_playout.VoiceOptionsError` here.
     """
 
     def __init__(self, model: str = "whisper-1", *, base_url: str | None = None,
@@ -133,16 +139,20 @@ class OpenAISTT:
                  threshold_db: float = -40.0, min_speech: float = 0.1, end_silence: float = 0.4,
                  pre_roll: float = 0.3, max_utterance: float = 30.0,
                  extra: Mapping[str, Any] | None = None) -> None:
-        for name, value in (("min_speech", min_speech), ("end_silence", end_silence),
-                            ("pre_roll", pre_roll), ("max_utterance", max_utterance)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise VoiceOptionsError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-        if not max_utterance > 0:
-            raise VoiceOptionsError("max_utterance must be > 0")
+        check_text("model", model)
+        check_text("language", language, optional=True)
+        check_text("prompt", prompt, optional=True, empty=True)
+        check_common(base_url=base_url, api_key=api_key, client=client, extra=extra)
+        segmenter_args = (
+            check_number("threshold_db", threshold_db, lo=-200.0, hi=0.0),  # dBFS: above 0 is never reached
+            check_number("min_speech", min_speech, hi=60.0),
+            check_number("end_silence", end_silence, hi=60.0),
+            check_number("pre_roll", pre_roll, hi=60.0),
+            check_number("max_utterance", max_utterance, lo_open=True, hi=3600.0))
         self.model = model
-        self.timeout = timeout
+        self.timeout = check_number("timeout", timeout, lo_open=True)
         self.retry = RetryPolicy(max_retries, backoff, max_retry_after)
-        self._segmenter_args = (threshold_db, min_speech, end_silence, pre_roll, max_utterance)
+        self._segmenter_args = segmenter_args
         self.options: dict[str, Any] = dict(extra or {})
         if language is not None:
             self.options["language"] = language

@@ -25,9 +25,17 @@ from typing import Any
 import openai
 
 from ._audio import AudioFrame
-from ._exceptions import VoiceOptionsError
 from ._models import SynthesizedAudio, WordTiming
-from ._openai_common import RetryPolicy, close_quietly, make_client, next_item, retrying
+from ._openai_common import (
+    RetryPolicy,
+    check_common,
+    check_number,
+    check_text,
+    close_quietly,
+    make_client,
+    next_item,
+    retrying,
+)
 from ._openai_common import call as provider_call
 
 __all__ = ["OpenAITTS"]
@@ -84,7 +92,9 @@ class OpenAITTS:
     for :class:`~trio_playout.openai.OpenAILLM`; a failed request is retried only
     before its first frame is handed on. ``instructions`` and ``speed`` are passed
     when given (``gpt-4o-mini-tts`` takes instructions), ``extra`` goes to the call
-    as is. Word timings are estimated (see :mod:`trio_playout.openai`).
+    as is. Word timings are estimated (see :mod:`trio_playout.openai`). Bad options
+    (``frame_duration`` in [0.005, 1] s, ``chars_per_second`` and ``speed`` finite > 0,
+    the rest as for ``OpenAILLM``) raise :class:`~trio_playout.VoiceOptionsError` here.
     """
 
     sample_rate = SAMPLE_RATE
@@ -95,16 +105,18 @@ class OpenAITTS:
                  speed: float | None = None, timeout: float = 30.0, max_retries: int = 2,
                  backoff: float = 0.5, max_retry_after: float = 10.0, frame_duration: float = 0.02,
                  chars_per_second: float = 15.0, extra: Mapping[str, Any] | None = None) -> None:
-        if not 0.005 <= frame_duration <= 1.0:
-            raise VoiceOptionsError(f"frame_duration must be in [0.005, 1.0] seconds, got {frame_duration!r}")
-        if not chars_per_second > 0:
-            raise VoiceOptionsError(f"chars_per_second must be > 0, got {chars_per_second!r}")
+        check_text("model", model)
+        check_text("voice", voice)
+        check_text("instructions", instructions, optional=True, empty=True)
+        check_common(base_url=base_url, api_key=api_key, client=client, extra=extra)
+        if speed is not None:
+            check_number("speed", speed, lo_open=True, hi=100.0)
         self.model = model
         self.voice = voice
-        self.timeout = timeout
+        self.timeout = check_number("timeout", timeout, lo_open=True)
         self.retry = RetryPolicy(max_retries, backoff, max_retry_after)
-        self.frame_duration = frame_duration
-        self.chars_per_second = chars_per_second
+        self.frame_duration = check_number("frame_duration", frame_duration, lo=0.005, hi=1.0)
+        self.chars_per_second = check_number("chars_per_second", chars_per_second, lo_open=True)
         self.options: dict[str, Any] = dict(extra or {})
         if instructions is not None:
             self.options["instructions"] = instructions
