@@ -631,6 +631,74 @@ async def test_a_failing_stt_is_logged_and_barge_in_goes_on(
         assert {"raises": "the STT failed", "ends": "the STT stream ended"}[how] in caplog.text
 
 
+class _StallingVAD:
+    """Reports every 20 ms window of a speech from 1.0 s; from 1.8 s it keeps reading the
+    audio but never sends another event (a remote VAD whose results stopped)."""
+
+    async def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+        t = 0.0
+        async for frame in frames:
+            t = round(t + frame.duration, 9)
+            if 1.0 <= t < 1.8:
+                if t == 1.0:
+                    yield tp.VADEvent(tp.VADEventType.START_OF_SPEECH, t, 0.0, 0.0, 0.9)
+                else:
+                    yield tp.VADEvent(tp.VADEventType.INFERENCE, t, t - 1.0, 0.0, 0.9)
+
+
+@pytest.mark.parametrize("words", [False, True])
+async def test_a_vad_that_reads_but_stops_sending_events_ends_the_users_speech(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, words: bool) -> None:
+    """Review finding 4: the VAD's last event is at 1.8 s; after 2 s more of audio read
+    without an event (3.8) the user's speech is ended. Without words the barge-in pause
+    (1.5) resumes 2 s later (5.8) and the speech plays out; with a final ("hold on", 2.5)
+    the paused speech is interrupted and the turn completes at the endpoint (4.3), one
+    reply. Before the fix the user stayed "speaking" and the agent paused forever."""
+    transcripts = [(2.5, "hold on")] if words else []
+    async with voice(vad=_StallingVAD(), transcripts=transcripts, replies=[LLMReply("Sure.")]) as v:
+        speech = v.session.say(TWELVE)
+        await trio.sleep(3.7)
+        assert v.session.user_state == "speaking"
+        await trio.sleep(0.2)
+        assert v.session.user_state == "listening"
+        await speech
+        await trio.sleep(3.0)
+    assert "the VAD read 2 s of audio without an event" in caplog.text
+    assert v.states(tp.UserStateChanged) == [(approx(1.0), "speaking"), (approx(3.8, abs=0.03), "listening")]
+    if words:
+        assert speech.interrupt_source == "user_turn"
+        assert [(t, e.text) for t, e in v.of(tp.UserTurnCompleted)] == [  # type: ignore[attr-defined]
+            (approx(4.3, abs=0.03), "hold on")]
+        assert [(m.role, m.text) for m in v.session.history] == [
+            ("assistant", heard_words(1.5)), ("user", "hold on"), ("assistant", "Sure.")]
+    else:
+        assert v.sink.pauses == [(approx(1.5), approx(5.8, abs=0.03))]
+        assert [(m.text, m.interrupted) for m in v.session.history] == [(TWELVE, False)]
+    check_states(v)
+
+
+class _StartEndVAD:
+    """Sends only START_OF_SPEECH and END_OF_SPEECH (no windows): 1.0 to 7.0 s."""
+
+    async def stream(self, frames: AsyncIterator[tp.AudioFrame]) -> AsyncIterator[tp.VADEvent]:
+        t = 0.0
+        async for frame in frames:
+            t = round(t + frame.duration, 9)
+            if t in (1.0, 7.0):
+                kind = tp.VADEventType.START_OF_SPEECH if t == 1.0 else tp.VADEventType.END_OF_SPEECH
+                yield tp.VADEvent(kind, t, 0.0 if t == 1.0 else 6.0)
+
+
+async def test_a_vad_without_windows_is_never_judged_stalled(autojump_clock: trio.testing.MockClock,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The stall watchdog only judges a VAD that reports its windows: a 6 s utterance from a
+    VAD that sends only starts and ends stays one speech."""
+    async with voice(vad=_StartEndVAD(), stt=None) as v:
+        await trio.sleep(8.0)
+    assert v.states(tp.UserStateChanged) == [(approx(1.0), "speaking"), (approx(7.0), "listening")]
+    assert "without an event" not in caplog.text
+
+
 class _FlakySink(tp.RealtimeAudioSink):
     """A sink whose ``on_pause`` or ``on_resume`` hook raises once (a control send failed)."""
 

@@ -18,13 +18,19 @@ trio's clock when they arrive.
 from __future__ import annotations
 
 import enum
+import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import trio
+
 from ._audio import AudioFrame
 
 __all__ = ["STT", "VAD", "Transcript", "VADEvent", "VADEventType"]
+
+logger = logging.getLogger("trio_playout.voice")
 
 
 class VADEventType(enum.Enum):
@@ -85,3 +91,69 @@ class STT(Protocol):
     """Speech to text over a stream of the user's audio frames."""
 
     def stream(self, frames: AsyncIterator[AudioFrame]) -> AsyncIterator[Transcript]: ...
+
+
+# -- the session's copy of the audio for one of them (used by trio_playout._voice) --------
+_REPORT_EVERY = 5.0  # seconds of dropped audio between two "still behind" lines
+
+
+class _FrameQueue:
+    """Frames for one consumer: bounded by seconds of audio, oldest dropped first."""
+
+    def __init__(self, name: str, max_seconds: float) -> None:
+        self.name = name
+        self.max_seconds = max_seconds
+        self._frames: deque[AudioFrame] = deque()
+        self._seconds = 0.0
+        self.consumed = 0.0  # seconds of audio the consumer has taken
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.dropped_seconds = 0.0
+        self.dropped_frames = 0
+        self._episode = 0.0  # seconds dropped since the consumer last caught up
+        self._next_report = _REPORT_EVERY
+
+    def put(self, frame: AudioFrame) -> bool:
+        """Queue ``frame``; True if older audio had to be dropped for it."""
+        self._frames.append(frame)
+        self._seconds += frame.duration
+        dropped = False
+        while self._seconds > self.max_seconds and len(self._frames) > 1:
+            old = self._frames.popleft()
+            self._seconds -= old.duration
+            self.dropped_seconds += old.duration
+            self.dropped_frames += 1
+            if self._episode == 0.0:
+                logger.warning("the %s fell %.3g s behind the audio input; dropping its oldest audio",
+                               self.name, self.max_seconds)
+            self._episode += old.duration
+            if self._episode >= self._next_report:
+                logger.warning("the %s is still behind: %.3g s of audio dropped so far",
+                               self.name, self._episode)
+                self._next_report += _REPORT_EVERY
+            dropped = True
+        self._lot.unpark_all()
+        return dropped
+
+    def close(self) -> None:
+        self._closed = True
+        self._lot.unpark_all()
+
+    def __aiter__(self) -> _FrameQueue:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        await trio.lowlevel.checkpoint()  # a consumer far behind must still let others run
+        while not self._frames:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._lot.park()
+        frame = self._frames.popleft()
+        self._seconds -= frame.duration
+        self.consumed += frame.duration
+        if self._episode and not self._frames:
+            logger.warning("the %s caught up after %.3g s of its audio were dropped (%.3g s in all)",
+                           self.name, self._episode, self.dropped_seconds)
+            self._episode = 0.0
+            self._next_report = _REPORT_EVERY
+        return frame

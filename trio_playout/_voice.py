@@ -31,8 +31,9 @@ Tasks (children of :meth:`VoiceDriver.run`)::
 * **Failures.** A VAD or STT that raises or ends is logged and stops being read;
   the agent keeps speaking. If it stopped while the user was speaking, the user's
   speech is ended there, so a pause still resolves. A VAD that hangs shows as its
-  queue overflowing: that is logged and, if the user was speaking, ends the speech
-  the same way. With the VAD gone, the STT's finals still complete turns (each on
+  queue overflowing, or (one that reports every window) as reading ``VAD_STALL``
+  seconds of audio without an event: that is logged and, if the user was speaking,
+  ends the speech the same way. With the VAD gone, the STT's finals still complete turns (each on
   arrival); with the STT gone, barge-in still pauses and a pause always resumes.
   The audio input ending (or raising) is not an error: it is logged and the timer
   and turn worker go on until the session closes.
@@ -62,7 +63,7 @@ from ._events import (
     UserTurnCompleted,
 )
 from ._exceptions import InterruptionNotAllowed
-from ._input import STT, VAD, Transcript, VADEvent, VADEventType
+from ._input import STT, VAD, Transcript, VADEvent, VADEventType, _FrameQueue
 from ._turn import (
     Action,
     AgentState,
@@ -132,67 +133,12 @@ class VoiceHost(Protocol):
         """Give ``event`` to the session's subscribers, without blocking."""
 
 
-_REPORT_EVERY = 5.0  # seconds of dropped audio between two "still behind" lines
-
-
-class _FrameQueue:
-    """Frames for one consumer: bounded by seconds of audio, oldest dropped first."""
-
-    def __init__(self, name: str, max_seconds: float) -> None:
-        self.name = name
-        self.max_seconds = max_seconds
-        self._frames: deque[AudioFrame] = deque()
-        self._seconds = 0.0
-        self._lot = trio.lowlevel.ParkingLot()
-        self._closed = False
-        self.dropped_seconds = 0.0
-        self.dropped_frames = 0
-        self._episode = 0.0  # seconds dropped since the consumer last caught up
-        self._next_report = _REPORT_EVERY
-
-    def put(self, frame: AudioFrame) -> bool:
-        """Queue ``frame``; True if older audio had to be dropped for it."""
-        self._frames.append(frame)
-        self._seconds += frame.duration
-        dropped = False
-        while self._seconds > self.max_seconds and len(self._frames) > 1:
-            old = self._frames.popleft()
-            self._seconds -= old.duration
-            self.dropped_seconds += old.duration
-            self.dropped_frames += 1
-            if self._episode == 0.0:
-                logger.warning("the %s fell %.3g s behind the audio input; dropping its oldest audio",
-                               self.name, self.max_seconds)
-            self._episode += old.duration
-            if self._episode >= self._next_report:
-                logger.warning("the %s is still behind: %.3g s of audio dropped so far",
-                               self.name, self._episode)
-                self._next_report += _REPORT_EVERY
-            dropped = True
-        self._lot.unpark_all()
-        return dropped
-
-    def close(self) -> None:
-        self._closed = True
-        self._lot.unpark_all()
-
-    def __aiter__(self) -> _FrameQueue:
-        return self
-
-    async def __anext__(self) -> AudioFrame:
-        await trio.lowlevel.checkpoint()  # a consumer far behind must still let others run
-        while not self._frames:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._lot.park()
-        frame = self._frames.popleft()
-        self._seconds -= frame.duration
-        if self._episode and not self._frames:
-            logger.warning("the %s caught up after %.3g s of its audio were dropped (%.3g s in all)",
-                           self.name, self._episode, self.dropped_seconds)
-            self._episode = 0.0
-            self._next_report = _REPORT_EVERY
-        return frame
+VAD_STALL = 2.0
+"""Seconds of audio a VAD that reports every window (``INFERENCE`` events) may read
+without sending any event while the user speaks; then it is stalled (a remote VAD
+whose results stopped, a bridged plugin whose output hangs) and the user's speech is
+ended, so a pause still resolves and a turn can complete. A VAD that only sends
+starts and ends is never judged by this (a long utterance is not a stall)."""
 
 
 class VoiceDriver:
@@ -237,6 +183,8 @@ class VoiceDriver:
         self._timer_changed = trio.Event()
         self._armed = math.inf
         self._vad_running = vad is not None
+        self._vad_windows = False  # the VAD reports every window (INFERENCE events)
+        self._vad_mark = 0.0  # audio the VAD had read at its last event
 
     # -- what the session reads -----------------------------------------------------------
     @property
@@ -295,8 +243,12 @@ class VoiceDriver:
             async for frame in iterator:
                 if not isinstance(frame, AudioFrame):
                     raise TypeError(f"the audio input yielded {type(frame).__name__}, not an AudioFrame")
-                if self._vad_queue is not None and self._vad_queue.put(frame) and self._vad_running:
-                    self._end_stuck_speech("the VAD stopped reading audio")
+                if self._vad_queue is not None and self._vad_running:
+                    if self._vad_queue.put(frame):
+                        self._end_stuck_speech("the VAD stopped reading audio")
+                    elif (self._vad_windows and self._rules.user_speaking
+                          and self._vad_queue.consumed - self._vad_mark > VAD_STALL):
+                        self._end_stuck_speech(f"the VAD read {VAD_STALL:g} s of audio without an event")
                 if self._stt_queue is not None:
                     self._stt_queue.put(frame)
         except Exception:
@@ -351,6 +303,10 @@ class VoiceDriver:
             self._end_stuck_speech("the STT stopped")
 
     def _on_vad(self, event: VADEvent) -> None:
+        if self._vad_queue is not None:
+            self._vad_mark = self._vad_queue.consumed
+        if event.type is VADEventType.INFERENCE:
+            self._vad_windows = True
         now = trio.current_time()
         self._refresh(now)
         if event.type is VADEventType.START_OF_SPEECH:
