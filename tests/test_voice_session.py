@@ -540,6 +540,36 @@ async def test_agent_state_is_idle_without_audio_input(autojump_clock: trio.test
     assert [(e.old, e.new) for e in seen[1:]] == [("idle", "speaking"), ("speaking", "idle")]  # type: ignore[attr-defined]
 
 
+async def test_an_applications_pause_holds_the_reply_back_without_audio_input(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Review finding 11: without audio input the session never pauses nor resumes the sink,
+    so the application's pause (a "hold" button) holds the reply back until it resumes, as
+    AudioOutput.pause says. Before the fix the session resumed the sink at the reply's
+    first frame."""
+    sink = tp.RealtimeAudioSink()
+    async with tp.open_session(llm=ScriptedLLM([LLMReply("one two three.")]), tts=FakeTTS(),
+                               output=sink) as session:
+        sink.pause()
+        speech = session.generate_reply()
+        await trio.sleep(3.0)
+        assert sink.paused and not speech.done()
+        sink.resume()
+        await speech
+        assert trio.current_time() == approx(4.0)  # 1 s of audio, from the resume on
+    assert [(m.text, m.interrupted) for m in session.history] == [("one two three.", False)]
+
+
+async def test_with_audio_input_the_session_owns_the_pause(autojump_clock: trio.testing.MockClock) -> None:
+    """With audio input the session owns the sink's pause state (it pauses and resumes for
+    the user's voice): a pause it did not make is lifted before a reply's first frame."""
+    async with voice(replies=[LLMReply("one two three.")]) as v:
+        v.sink.pause()
+        speech = v.session.generate_reply()
+        await speech
+        assert trio.current_time() == approx(1.0) and not v.sink.paused
+    assert [(m.text, m.interrupted) for m in v.session.history] == [("one two three.", False)]
+
+
 # -- 7. a VAD or STT that fails -------------------------------------------------------------------------
 
 @dataclass

@@ -73,9 +73,18 @@ class _SessionVoice:
             self._events.publish(AgentStateChanged(old, new))
 
     def before_first_frame(self, speech: SpeechHandle) -> None:
-        """A step of ``speech`` is about to give the sink its first frame."""
-        if self._output.paused and self._paused_by is not speech:
-            # A pause left over from a speech that is over must not hold this one.
+        """A step of ``speech`` is about to give the sink its first frame.
+
+        Who owns the sink's pause: in a session that hears the user (``audio_input``)
+        the session does. It pauses and resumes for barge-ins and false interruptions,
+        and un-pauses the sink here, before each reply's first frame, whoever paused it
+        (a pause left over from a speech that is over must not hold this one); an
+        application that wants to hold the agent back there should not schedule the
+        reply yet. Without audio input the session never pauses nor resumes the sink:
+        a pause is the application's, and it holds the reply back until the
+        application resumes (``AudioOutput.pause``).
+        """
+        if self.driver is not None and self._output.paused and self._paused_by is not speech:
             self._output.resume()
             self._paused_by = None
         speech._steps[-1].audio_started = True
