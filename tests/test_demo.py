@@ -258,6 +258,14 @@ async def test_voice_story_in_virtual_time(
     assert isinstance(answer, tp.ChatMessage) and (answer.text, answer.interrupted) == (london, False)
     assert len(_entries(story, "speech")) == 2 and out.count(f"assistant {london!r}") == 1
     turn2 = _entries(story, "user_turn")[1]
+    # the endpoint counts from the end of the voice: Silero's end of speech already waited
+    # its 0.58 s of silence (> min_endpointing_delay), so each turn completes at the VAD's
+    # end of speech, not 0.5 s after it (the STT's finals came before)
+    turns, ends = _entries(story, "user_turn"), _entries(story, "vad_end")
+    assert len(turns) == 2
+    for turn in turns:
+        end = max(e.t for e in ends if e.t <= turn.t)
+        assert turn.t - end < 0.05
     first = [e for e in _entries(story, "first_frame") if e.t >= turn2.t]
     assert len(first) == 1 and "London" in first[0].text
 

@@ -406,6 +406,47 @@ def test_one_turn_after_end_of_speech_plus_delay() -> None:
     assert effects(r.tick(100.0)) == []  # exactly one
 
 
+def test_the_endpoint_counts_from_the_end_of_the_voice() -> None:
+    """livekit's endpoint: min_endpointing_delay after the voice ended, i.e. the VAD's end
+    of speech minus the silence it already waited (Silero: 0.55 s). With that silence over
+    the delay the turn completes at the end of speech itself; before, 0.5 s after it."""
+    r = TurnRules()
+    r.start_of_speech(1.0)
+    r.inference(1.5, 0.5)
+    r.transcript(2.2, "hello there", final=True)
+    out = r.end_of_speech(2.55, silence_duration=0.55)  # the voice ended at 2.0
+    assert effects(out) == [CompleteUserTurn("hello there", reply=True)]
+    assert AgentStateChange("listening", "thinking") in out
+    # a silence shorter than the delay: the rest of the delay is still waited
+    r = TurnRules()
+    r.start_of_speech(1.0)
+    r.transcript(2.2, "hello", final=True)
+    assert effects(r.end_of_speech(2.3, silence_duration=0.3)) == []
+    assert r.next_deadline() == pytest.approx(2.5)
+    assert effects(r.tick(2.5)) == [CompleteUserTurn("hello", reply=True)]
+
+
+def test_speech_resuming_within_the_delay_from_the_voice_still_continues_the_turn() -> None:
+    """The delay counts from the end of the voice (2.0), so a start of speech before 3.0
+    (delay 1.0) continues the same utterance and turn even though the VAD's end came at
+    2.55; a final after the VAD's end but before the endpoint is not late."""
+    r = TurnRules(TurnOptions(min_endpointing_delay=1.0))
+    r.start_of_speech(1.0)
+    r.end_of_speech(2.55, silence_duration=0.55)
+    assert r.next_deadline() == pytest.approx(3.0)
+    r.transcript(2.7, "I want", final=True)
+    assert effects(r.start_of_speech(2.9)) == []  # same turn
+    r.transcript(3.4, "a pizza", final=True)
+    assert effects(r.end_of_speech(3.8, silence_duration=0.55)) == []  # endpoint 4.25
+    assert effects(r.tick(4.25)) == [CompleteUserTurn("I want a pizza", reply=True)]
+    # a final after the VAD's end, before the endpoint: waits for the endpoint, not late
+    r = TurnRules(TurnOptions(min_endpointing_delay=1.0))
+    r.start_of_speech(1.0)
+    r.end_of_speech(2.55, silence_duration=0.55)
+    assert effects(r.transcript(2.7, "hi", final=True)) == []
+    assert r.next_deadline() == pytest.approx(3.0)
+
+
 def test_speech_resuming_within_the_delay_continues_the_same_turn() -> None:
     r = TurnRules()
     talk(r, 1.0, 2.0)

@@ -19,7 +19,9 @@ Tasks (children of :meth:`VoiceDriver.run`)::
   So a slow STT never delays the VAD, and nothing is dropped silently.
 * **Rules.** Each VAD event and transcript is stamped with ``trio.current_time()``
   (the VAD's own timestamps are audio time) and fed to the rules with fresh facts
-  about the speeches the rules care about. The returned actions run at once, in
+  about the speeches the rules care about. An end of speech also gives the rules the
+  silence the VAD waited before it (``silence_duration``): the endpoint counts from
+  the end of the voice, as livekit's does. The returned actions run at once, in
   order, before the next checkpoint: a VAD decision reaches the sink without a task
   switch. The timer task calls ``tick`` at the rules' next deadline.
 * **Turns.** A completed turn interrupts the earlier interruptible speeches at once
@@ -315,8 +317,8 @@ class VoiceDriver:
                 actions += self._rules.inference(now, event.speech_duration, event.silence_duration)
         elif event.type is VADEventType.INFERENCE:
             actions = self._rules.inference(now, event.speech_duration, event.silence_duration)
-        else:
-            actions = self._rules.end_of_speech(now)
+        else:  # the endpoint counts from the end of the voice, before the VAD's silence
+            actions = self._rules.end_of_speech(now, event.silence_duration)
         self._feed(actions)
 
     def _end_stuck_speech(self, why: str) -> None:
