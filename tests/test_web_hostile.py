@@ -69,7 +69,7 @@ async def alongside(bad: Callable[[Served], Awaitable[None]], options: ServerOpt
         with trio.fail_after(10):
             await served.server.wait_until(lambda: not served.server.connections)
         assert not served.server.conversations
-        assert served.leftover_tasks() == 0
+        assert await served.leftover_tasks() == 0
         nursery.cancel_scope.cancel()
     return served
 
@@ -187,7 +187,7 @@ async def test_token_and_origin_are_enforced_with_1008(autojump_clock: trio.abc.
         with trio.fail_after(10):
             await served.server.wait_until(lambda: not served.server.connections)
         assert served.server.closes[1008] == 3
-        assert served.leftover_tasks() == 0
+        assert await served.leftover_tasks() == 0
         nursery.cancel_scope.cancel()
 
 
@@ -216,7 +216,8 @@ async def test_200_connections_at_once_the_rest_get_1013_and_one_conversation_go
                 crowd.start_soon(one, served.url, hold)
             with trio.fail_after(30):
                 await served.server.wait_until(lambda: served.server.closes[1013] == 185)
-            assert served.server.connections <= 16
+                await served.server.wait_until(lambda: served.server.connections <= 16)
+            assert len(served.server.conversations) <= 16
             hold.set()
         assert greeted == 15  # max_conversations (16), one of them the healthy conversation
         assert codes.count(1013) == 185
@@ -385,3 +386,65 @@ async def test_a_client_that_stops_reading_is_closed_4409(autojump_clock: trio.a
         await stream.aclose()
 
     await alongside(bad, ServerOptions(send_timeout=2.0))
+
+
+# -- handshakes the websocket layer would refuse (review 2, finding 1) -------------------------
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+BAD_UPGRADES = [
+    (["Upgrade: websocket", "Connection: Upgrade"], 400),  # no key, no version
+    (["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 8"],
+     426),
+    (["Upgrade: websocket", f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13"], 400),  # no Connection
+    (["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: c2hvcnQ=",
+      "Sec-WebSocket-Version: 13"], 400),  # a key that is not 16 bytes
+    (["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13",
+      "Content-Length: 5"], 400),  # a body that never comes
+    (["Upgrade: h2c", "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13"], 426),
+]
+
+
+async def test_refused_upgrades_are_answered_and_give_back_their_slots(autojump_clock: trio.abc.Clock
+                                                                        ) -> None:
+    """Each bad upgrade is answered at once and its connection ends; after as many of
+    them as there are conversation slots, a conversation still starts (the healthy one
+    alongside holds a slot too)."""
+    async def bad(served: Served) -> None:
+        port = served.server.port
+        for _ in range(3):
+            for lines, status in BAD_UPGRADES:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                head = "\r\n".join(["GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", *lines]) + "\r\n\r\n"
+                await stream.send_all(head.encode())
+                answer = b""
+                with trio.fail_after(10):
+                    while data := await stream.receive_some(4096):
+                        answer += data
+                assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (lines, answer)
+                await stream.aclose()
+        with trio.fail_after(10):
+            await served.server.wait_until(lambda: served.server.connections == 1)  # the healthy one
+        assert await served.leftover_tasks() > 0  # (the healthy conversation's)
+        assert await close_code_of(served.url, HELLO, json.dumps({"type": "dance"})) == 1007
+
+    await alongside(bad, ServerOptions(max_conversations=2))
+
+
+async def test_a_first_message_pipelined_with_the_upgrade_head_is_kept(autojump_clock: trio.abc.Clock
+                                                                       ) -> None:
+    async def bad(served: Served) -> None:
+        port = served.server.port
+        hello = HELLO.encode()
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await stream.send_all(head.encode() + frame_header(0x1, len(hello)) + hello)
+        received = b""
+        with trio.fail_after(2):  # the hello timeout is 5 s
+            while b'"type":"session"' not in received:
+                data = await stream.receive_some(65536)
+                assert data, received
+                received += data
+        await stream.aclose()
+
+    await alongside(bad, ServerOptions(hello_timeout=5.0))

@@ -225,3 +225,23 @@ def test_turn_options_from_the_query() -> None:
     assert turn_options({"pause_on_speech_start": "true"}, False).pause_on_speech_start is True
     assert turn_options({"pause_on_speech_start": "0"}, True).pause_on_speech_start is False
     assert turn_options({"pause_on_speech_start": "maybe"}, True).pause_on_speech_start is True
+
+
+def test_upgrade_heads() -> None:
+    from trio_playout._web_protocol import check_upgrade
+
+    good = {"host": "127.0.0.1:8000", "upgrade": "websocket", "connection": "keep-alive, Upgrade",
+            "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    assert check_upgrade(good) is None
+    assert check_upgrade({**good, "upgrade": "WebSocket"}) is None
+    assert check_upgrade({**good, "content-length": "0"}) is None
+    changes: list[tuple[dict[str, str | None], int]] = [
+                           ({"upgrade": "h2c"}, 426), ({"connection": "keep-alive"}, 400),
+                           ({"sec-websocket-version": "8"}, 426), ({"sec-websocket-version": None}, 400),
+                           ({"sec-websocket-key": None}, 400), ({"sec-websocket-key": "c2hvcnQ="}, 400),
+                           ({"sec-websocket-key": "not base64!"}, 400), ({"host": None}, 400),
+                           ({"content-length": "5"}, 400), ({"transfer-encoding": "chunked"}, 400)]
+    for change, status in changes:
+        head = {k: v for k, v in {**good, **change}.items() if v is not None}
+        refused = check_upgrade(head)
+        assert refused is not None and refused[0] == status, change

@@ -77,7 +77,7 @@ async def test_greeting_plays_and_playout_waits_for_the_players_finished(autojum
         with trio.fail_after(10):
             await conv.finished.wait()
         assert conv.close_code == 1000
-        assert served.leftover_tasks() == 0
+        assert await served.leftover_tasks() == 0
         nursery.cancel_scope.cancel()
 
 
@@ -242,7 +242,7 @@ async def test_client_vanishing_mid_speech_ends_its_session_bounded(autojump_clo
         assert conv.greeting.done() and conv.greeting.sink_timed_out is False
         [message] = assistant_messages(conv.history)
         assert message.interrupted and 1.0 <= len(message.text.split()) / 3 <= 1.5
-        assert served.leftover_tasks() == 0
+        assert await served.leftover_tasks() == 0
         assert not served.server.conversations
         nursery.cancel_scope.cancel()
 

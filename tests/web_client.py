@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 
@@ -294,10 +295,22 @@ class Served:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}/ws"
 
-    def leftover_tasks(self) -> int:
-        """Tasks in the server's nursery besides its listener loop."""
+    async def leftover_tasks(self) -> int:
+        """Tasks anywhere in the server's task tree besides its listener loops: one per
+        connection still being handled, and everything those started (counted once every
+        task is blocked, so a handler that is returning is not counted)."""
         assert self.server.nursery is not None
-        return len(self.server.nursery.child_tasks) - 1
+        await trio.testing.wait_all_tasks_blocked()
+
+        def walk(nursery: trio.Nursery) -> list[trio.lowlevel.Task]:
+            tasks = list(nursery.child_tasks)
+            for task in nursery.child_tasks:
+                for child in task.child_nurseries:
+                    tasks += walk(child)
+            return tasks
+
+        listeners = ("serve_listeners", "_serve_one_listener")
+        return sum(1 for t in walk(self.server.nursery) if not t.name.endswith(listeners))
 
     async def conversation(self, index: int = -1, limit: float = 10.0) -> Any:
         """The ``index``-th conversation once its session is open."""

@@ -8,6 +8,8 @@ itself is written down in :mod:`trio_playout.web`'s docstring.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import math
@@ -43,6 +45,7 @@ __all__ = [
     "check_origin",
     "check_pcm",
     "check_token",
+    "check_upgrade",
     "is_loopback",
     "max_pcm_bytes",
     "parse_client_text",
@@ -281,6 +284,41 @@ def check_origin(origin: str | None, host_header: str | None, *, allow_missing: 
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower() and (
         parts.path in ("", "/"))
+
+
+def check_upgrade(headers: dict[str, str]) -> tuple[int, str] | None:
+    """Whether a ``GET /ws`` head is a websocket upgrade we can complete: None if so, else
+    the HTTP status and text to answer with (400, or 426 for another protocol version).
+
+    Checked before trio-websocket sees the head: a head its handshake refuses would
+    leave it waiting forever for a request that never comes (``headers``: lowercase
+    names, the last value of each, as wsproto reads them).
+    """
+    if headers.get("upgrade", "").strip().lower() != "websocket":
+        return 426, "Upgrade: websocket only"
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    if "upgrade" not in tokens:
+        return 400, "Connection: Upgrade is missing"
+    version = headers.get("sec-websocket-version")
+    if version is None:
+        return 400, "Sec-WebSocket-Version is missing"
+    if version != "13":
+        return 426, "only Sec-WebSocket-Version 13"
+    try:
+        key = base64.b64decode(headers.get("sec-websocket-key", "").strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 16:
+        return 400, "Sec-WebSocket-Key must be 16 bytes in base64"
+    try:
+        host = headers.get("host", "").encode("latin-1").decode("idna")
+    except UnicodeError:
+        host = ""
+    if not host:
+        return 400, "Host is missing or not a host name"
+    if headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers:
+        return 400, "an upgrade request has no body"
+    return None
 
 
 def static_name(path: str) -> str | None:

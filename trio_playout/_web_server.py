@@ -34,6 +34,7 @@ from ._web_protocol import (
     MAX_TEXT_MESSAGE,
     check_origin,
     check_token,
+    check_upgrade,
     is_loopback,
     max_pcm_bytes,
     split_target,
@@ -99,11 +100,17 @@ class ServerOptions:
 
 
 class _Replay(trio.abc.Stream):
-    """A stream that first yields bytes already read from it (the request head)."""
+    """The websocket's stream: first the request head already read (for trio-websocket's
+    handshake), then nothing until :attr:`opened` is set (the 101 is sent), then the
+    bytes read after the head (``tail``: frames a client sent along with its head) and
+    the connection's own bytes. wsproto's server drops bytes it receives before the
+    handshake completes, so the wait keeps a pipelined first message."""
 
-    def __init__(self, inner: trio.abc.Stream, head: bytes) -> None:
+    def __init__(self, inner: trio.abc.Stream, head: bytes, tail: bytes = b"") -> None:
         self.inner = inner
         self.head = head
+        self.tail = tail
+        self.opened = trio.Event()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)
@@ -115,6 +122,12 @@ class _Replay(trio.abc.Stream):
         if self.head:
             n = len(self.head) if max_bytes is None else max_bytes
             out, self.head = self.head[:n], self.head[n:]
+            await trio.lowlevel.checkpoint()
+            return out
+        await self.opened.wait()
+        if self.tail:
+            n = len(self.tail) if max_bytes is None else max_bytes
+            out, self.tail = self.tail[:n], self.tail[n:]
             await trio.lowlevel.checkpoint()
             return out
         return await self.inner.receive_some(max_bytes)
@@ -189,9 +202,13 @@ class WebServer:
         except Exception:
             logger.exception("connection failed")
         finally:
-            self.connections -= 1
-            await trio.aclose_forcefully(stream)
-            self._signal()
+            try:
+                await trio.aclose_forcefully(stream)
+            finally:
+                # last, with no checkpoint after it: a waiter on "no connections" finds
+                # this task gone
+                self.connections -= 1
+                self._signal()
 
     async def _http(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -220,10 +237,16 @@ class WebServer:
         if request.method != b"GET":
             await _respond(stream, conn, 405, b"only GET\n", [("Allow", "GET")])
         elif path == "/ws":
-            if headers.get("upgrade", "").lower() != "websocket":
-                await _respond(stream, conn, 426, b"websocket only\n", [("Upgrade", "websocket")])
+            refused = check_upgrade(headers)
+            if refused is not None:
+                status, text = refused
+                extra = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")] if status == 426 else []
+                await _respond(stream, conn, status, text.encode() + b"\n",
+                               [("Content-Type", "text/plain"), *extra])
                 return
-            await self._websocket(_Replay(stream, bytes(raw)), headers, query,
+            tail = conn.trailing_data[0]
+            head = bytes(raw[:len(raw) - len(tail)])
+            await self._websocket(_Replay(stream, head, bytes(tail)), headers, query,
                                   f"{stream.socket.getpeername()}")
         else:
             await self._page(stream, conn, path)
@@ -248,6 +271,27 @@ class WebServer:
 
     async def _websocket(self, stream: _Replay, headers: dict[str, str], query: dict[str, str],
                          remote: str) -> None:
+        """The handshake (bounded by ``request_timeout``: trio-websocket has no timeout of
+        its own), then one conversation; it counts against ``max_conversations`` only
+        once the handshake is done."""
+        async with trio.open_nursery() as ws_nursery:
+            try:
+                ws: WebSocketConnection | None = None
+                with trio.move_on_after(self.options.request_timeout):
+                    request = await wrap_server_stream(
+                        ws_nursery, stream, message_queue_size=4,
+                        max_message_size=max(max_pcm_bytes(MAX_RATE), MAX_TEXT_MESSAGE),
+                        receive_buffer_size=64 * 1024)
+                    ws = await request.accept()
+                if ws is None:
+                    return  # the client did not complete the handshake in time
+                stream.opened.set()
+                await self._conversation(ws, headers, query, remote)
+            finally:
+                ws_nursery.cancel_scope.cancel()
+
+    async def _conversation(self, ws: WebSocketConnection, headers: dict[str, str],
+                            query: dict[str, str], remote: str) -> None:
         opts = self.options
         refuse: tuple[int, str] | None = None
         if not check_token(opts.token, query):
@@ -263,20 +307,11 @@ class WebServer:
             self.conversations[number] = conversation  # counted from the handshake on
             self._signal()
         try:
-            async with trio.open_nursery() as ws_nursery:
-                try:
-                    request = await wrap_server_stream(
-                        ws_nursery, stream, message_queue_size=4,
-                        max_message_size=max(max_pcm_bytes(MAX_RATE), MAX_TEXT_MESSAGE),
-                        receive_buffer_size=64 * 1024)
-                    ws = await request.accept()
-                    if refuse is not None:
-                        conversation.end(*refuse)
-                        await _close(ws, *refuse)
-                    else:
-                        await self._converse(ws, conversation)
-                finally:
-                    ws_nursery.cancel_scope.cancel()
+            if refuse is not None:
+                conversation.end(*refuse)
+                await _close(ws, *refuse)
+            else:
+                await self._converse(ws, conversation)
         finally:
             self.conversations.pop(number, None)
             if conversation.close_code is not None:
