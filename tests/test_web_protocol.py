@@ -195,16 +195,16 @@ def test_outbox_tagged_events_replace_their_unsent_predecessor_and_text_is_bound
     assert not math.isnan(box.audio_seconds)
 
 
-def test_rate_limit_counts_messages_per_second_and_audio_against_the_clock() -> None:
-    limit = RateLimit(100.0, max_messages=3, burst=2.0)
+def test_rate_limit_is_a_bucket_of_messages_and_audio_against_the_clock() -> None:
+    limit = RateLimit(100.0, max_messages=3, burst_messages=3, burst=2.0)
     for t in (100.0, 100.1, 100.2):
-        limit.message(t)
+        limit.message(t)  # the burst; 0.2 s refilled 0.6 of a message
     with pytest.raises(ProtocolError) as info:
-        limit.message(100.3)
+        limit.message(100.2)
     assert info.value.code == CLOSE_FLOOD
-    limit = RateLimit(100.0, max_messages=3)
-    for t in (100.0, 100.5, 100.9, 101.0, 101.5, 101.9):  # three per window
-        limit.message(t)
+    steady = RateLimit(0.0, max_messages=250, burst_messages=10)
+    for k in range(1, 10000):  # the sustained rate never trips it
+        steady.message(k / 250)
     audio = RateLimit(0.0, burst=2.0)
     audio.pcm(0.0, 1.0)
     audio.pcm(0.0, 1.0)  # 2 s ahead of the clock: the burst allowance
@@ -214,6 +214,35 @@ def test_rate_limit_counts_messages_per_second_and_audio_against_the_clock() -> 
     steady = RateLimit(0.0, burst=0.1)
     for k in range(1, 1000):  # real-time pace never trips it
         steady.pcm(k * 0.02, 0.02)
+
+
+@pytest.mark.parametrize("stall", [2.0, 5.0, 8.0, 30.0])
+def test_rate_limit_lets_a_page_catch_up_after_its_uplink_stalled(stall: float) -> None:
+    """A page sends 20 ms microphone frames and a progress report every 0.1 s (60 a
+    second); its uplink stalls for ``stall`` s and then delivers the backlog at once
+    (review 2, finding 3: a 1 s window closed it after a 4-5 s stall)."""
+    limit = RateLimit(0.0)
+    t = 0.0
+    for k in range(60):  # one normal second
+        t = k / 60
+        limit.message(t)
+        limit.pcm(t, 0.02 if k % 6 else 0.0)
+    arrival = t + stall
+    backlog = round(stall * 60)
+    for _ in range(backlog):
+        limit.message(arrival)
+        limit.pcm(arrival, 0.02 * 50 / 60)
+    for k in range(1, 600):  # and it goes on at its pace
+        limit.message(arrival + k / 60)
+
+
+def test_rate_limit_closes_a_flood_once_its_burst_is_spent() -> None:
+    limit = RateLimit(0.0, max_messages=250, burst_messages=2000)
+    with pytest.raises(ProtocolError) as info:
+        for k in range(1, 100000):
+            limit.message(k * 1e-5)  # 100000 a second
+    assert info.value.code == CLOSE_FLOOD
+    assert k < 2100
 
 
 def test_turn_options_from_the_query() -> None:

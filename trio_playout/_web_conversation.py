@@ -252,7 +252,7 @@ class Conversation:
     # -- the whole conversation ------------------------------------------------------------
     async def run(self, ws: WebSocketConnection, agent: Agent, *, lead: float, mic_buffer: float,
                   send_timeout: float, idle_timeout: float = 300.0, max_messages: int = 250,
-                  on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
+                  burst_messages: int = 2000, on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
         assert self.hello is not None
         outbox = Outbox()
         sink = self.output = WebSocketOutput(outbox, lead=lead)
@@ -270,7 +270,7 @@ class Conversation:
                 nursery.start_soon(self._writer, ws, outbox, send_timeout)
                 # Audio is counted against the clock from the handshake: no client can
                 # have recorded more since then (a slow start here must not count).
-                limit = RateLimit(self.opened_at, max_messages=max_messages)
+                limit = RateLimit(self.opened_at, max_messages=max_messages, burst_messages=burst_messages)
                 nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout)
                 try:
                     async with tp.open_session(

@@ -213,25 +213,35 @@ def check_pcm(data: bytes, hello: Hello | None) -> None:
 
 
 class RateLimit:
-    """What one client may send: ``max_messages`` per second (in windows of one second)
-    and microphone audio no faster than real time, ``burst`` seconds ahead at most
-    (audio a network hiccup held back may arrive in a burst). Pure: give it the time.
+    """What one client may send. Messages: a token bucket of ``burst_messages``
+    refilled at ``max_messages`` per second, so a page whose uplink stalled (Wi-Fi,
+    mobile: TCP holds everything back, then delivers it at once) may catch up on
+    ``burst_messages`` of them (30 s of a page's ~60 a second), while a flood is
+    closed once its burst is spent. Microphone audio: no faster than real time since
+    ``start`` (the handshake), ``burst`` seconds ahead at most (a stall's backlog is
+    not ahead: it was recorded while nothing arrived). Pure: give it the time.
     """
 
-    def __init__(self, start: float, *, max_messages: int = 250, burst: float = 2.0) -> None:
+    def __init__(self, start: float, *, max_messages: int = 250, burst_messages: int = 2000,
+                 burst: float = 2.0) -> None:
         self.start = start
         self.max_messages = max_messages
+        self.burst_messages = burst_messages
         self.burst = burst
         self.audio = 0.0
-        self._window = start
-        self._count = 0
+        self._tokens = float(burst_messages)
+        self._at = start
 
-    def message(self, now: float) -> None:
-        if now - self._window >= 1.0:
-            self._window, self._count = now, 0
-        self._count += 1
-        if self._count > self.max_messages:
-            raise ProtocolError(CLOSE_FLOOD, f"more than {self.max_messages} messages in a second")
+    def message(self, now: float, count: int = 1) -> None:
+        """``count`` messages arrived at ``now``; :class:`ProtocolError` (4429) past the budget."""
+        if now > self._at:
+            refill = (now - self._at) * self.max_messages
+            self._tokens = min(float(self.burst_messages), self._tokens + refill)
+            self._at = now
+        self._tokens -= count
+        if self._tokens < 0:
+            raise ProtocolError(CLOSE_FLOOD, f"more than {self.max_messages} messages a second "
+                                             f"(beyond a burst of {self.burst_messages})")
 
     def pcm(self, now: float, seconds: float) -> None:
         self.audio += seconds

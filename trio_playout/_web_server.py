@@ -65,7 +65,8 @@ class ServerOptions:
     kind (more are closed unanswered). ``hello_timeout``, ``request_timeout`` (the
     HTTP request head), ``send_timeout`` (one message to a client that does not
     read) and ``idle_timeout`` (nothing received at all) in seconds; ``max_messages``
-    a client may send per second (microphone frames and reports together).
+    a client may send per second on average (microphone frames and reports together)
+    and ``burst_messages`` at once (a network stall's backlog: 30 s of a page).
     ``lead``: seconds of agent audio sent beyond the player's reports;
     ``mic_buffer``: seconds of microphone audio queued for the session.
     """
@@ -82,6 +83,7 @@ class ServerOptions:
     mic_buffer: float = 2.0
     idle_timeout: float = 300.0
     max_messages: int = 250
+    burst_messages: int = 2000
     page_dir: Path = PAGE_DIR
 
     def __post_init__(self) -> None:
@@ -91,7 +93,7 @@ class ServerOptions:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-        for name in ("max_conversations", "max_connections", "max_messages"):
+        for name in ("max_conversations", "max_connections", "max_messages", "burst_messages"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -338,7 +340,8 @@ class WebServer:
             self.on_conversation(conversation)
         await conversation.run(ws, agent, lead=opts.lead, mic_buffer=opts.mic_buffer,
                                send_timeout=opts.send_timeout, idle_timeout=opts.idle_timeout,
-                               max_messages=opts.max_messages, on_barge_in=self.barge_ins.append)
+                               max_messages=opts.max_messages, burst_messages=opts.burst_messages,
+                               on_barge_in=self.barge_ins.append)
 
 
 async def _respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes,
