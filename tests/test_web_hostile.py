@@ -7,6 +7,7 @@ left running in the server's nursery afterwards. Virtual time, real sockets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tracemalloc
@@ -469,5 +470,44 @@ async def test_a_page_whose_uplink_stalled_catches_up_without_being_closed(autoj
                 await trio.sleep(0.02)
             assert client.player.close_code is None
         assert served.server.closes[4429] == 0
+
+    await alongside(bad)
+
+
+# -- frames the websocket layer handles on its own (review 2, finding 2) -------------------------
+
+@pytest.mark.parametrize("flood", ["ping", "empty continuations", "pings before hello"])
+async def test_ping_and_continuation_floods_close_4429(autojump_clock: trio.abc.Clock, flood: str) -> None:
+    """trio-websocket answers pings and gathers fragments itself, so these never reach
+    the conversation as messages: the frame meter under it counts them."""
+    async def bad(served: Served) -> None:
+        stream = await raw_websocket(served.server.port)
+        if flood != "pings before hello":
+            hello = HELLO.encode()
+            await stream.send_all(frame_header(0x1, len(hello)) + hello)
+        if flood == "empty continuations":
+            blob = frame_header(0x2, 0, fin=False) + frame_header(0x0, 0, fin=False) * 5000
+        else:
+            blob = (frame_header(0x9, 1) + b"p") * 5000
+        with trio.move_on_after(5), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(blob)
+        with trio.fail_after(10):
+            code = await read_close_code(stream)
+        await stream.aclose()
+        assert code == 4429
+
+    served = await alongside(bad)
+    assert served.server.closes[4429] == 1
+
+
+async def test_a_frame_over_the_message_limit_is_refused_from_its_header(autojump_clock: trio.abc.Clock
+                                                                        ) -> None:
+    async def bad(served: Served) -> None:
+        stream = await raw_websocket(served.server.port)
+        hello = HELLO.encode()
+        await stream.send_all(frame_header(0x1, len(hello)) + hello + frame_header(0x2, 2**63 - 1))
+        with trio.fail_after(10):
+            assert await read_close_code(stream) == 1009  # no payload ever came
+        await stream.aclose()
 
     await alongside(bad)

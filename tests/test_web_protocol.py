@@ -274,3 +274,47 @@ def test_upgrade_heads() -> None:
         head = {k: v for k, v in {**good, **change}.items() if v is not None}
         refused = check_upgrade(head)
         assert refused is not None and refused[0] == status, change
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    n = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if n < 126:
+        head = bytes([first, 0x80 | n])
+    elif n < 2**16:
+        head = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\1\2\3\4" + payload
+
+
+def test_frame_meter_counts_frames_split_anywhere() -> None:
+    from trio_playout._web_protocol import FrameMeter
+
+    wire = (client_frame(0x1, b'{"type":"hello"}') + client_frame(0x2, bytes(640)) + client_frame(0x9, b"p")
+            + client_frame(0x2, bytes(70000)) + client_frame(0x1, b"{", fin=False) + client_frame(0x0, b"}"))
+    for step in (1, 3, 7, 1000, len(wire)):
+        meter = FrameMeter(RateLimit(0.0), max_frame=96000)
+        for i in range(0, len(wire), step):
+            meter.feed(0.0, wire[i:i + step])
+        assert meter.frames == 6, step
+
+
+def test_frame_meter_closes_floods_and_oversized_frames() -> None:
+    from trio_playout._web_protocol import FrameMeter
+
+    def code(wire: bytes, **kw: int) -> int:
+        meter = FrameMeter(RateLimit(0.0, burst_messages=kw.pop("burst", 2000)), max_frame=96000, **kw)
+        with pytest.raises(ProtocolError) as info:
+            meter.feed(0.0, wire)
+        return info.value.code
+
+    assert code(client_frame(0x9, b"p") * 2001) == CLOSE_FLOOD  # pings are counted
+    assert code(client_frame(0x2, fin=False) + client_frame(0x0, fin=False) * 64) == CLOSE_FLOOD
+    assert code(bytes([0x82, 0xFF]) + (2**63 - 1).to_bytes(8, "big") + b"\0\0\0\0") == CLOSE_TOO_BIG
+    assert code(client_frame(0x2, bytes(1000)) * 10, byte_burst=5000) == CLOSE_FLOOD
+    page = FrameMeter(RateLimit(0.0), max_frame=96000)
+    frame = client_frame(0x2, bytes(2 * 48000 // 50))  # 20 ms at 48 kHz, 50 a second for 100 s
+    for k in range(5000):
+        page.feed(k * 0.02, frame)
+    assert page.frames == 5000

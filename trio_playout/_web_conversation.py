@@ -223,17 +223,24 @@ class Conversation:
     finished: trio.Event = field(default_factory=trio.Event)
     _ended: trio.Event = field(default_factory=trio.Event)
     _barge_in: BargeIn | None = None
+    _hello_scope: trio.CancelScope | None = None
 
     def end(self, code: int, reason: str) -> None:
         """End the conversation with ``code`` (the first reason given wins)."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self._ended.set()
+        if self._hello_scope is not None:
+            self._hello_scope.cancel()
 
     # -- hello ------------------------------------------------------------------------
     async def read_hello(self, ws: WebSocketConnection, limit: float) -> Hello | None:
+        """The client's hello; None (and the conversation ended with its code) if it did
+        not come within ``limit`` seconds, was bad, or the conversation was ended meanwhile."""
         try:
-            with trio.move_on_after(limit):
+            with trio.move_on_after(limit) as self._hello_scope:
+                if self._ended.is_set():
+                    self._hello_scope.cancel()
                 first = await ws.get_message()
                 if isinstance(first, bytes):
                     check_pcm(first, None)  # raises: binary before hello
@@ -251,8 +258,11 @@ class Conversation:
 
     # -- the whole conversation ------------------------------------------------------------
     async def run(self, ws: WebSocketConnection, agent: Agent, *, lead: float, mic_buffer: float,
-                  send_timeout: float, idle_timeout: float = 300.0, max_messages: int = 250,
-                  burst_messages: int = 2000, on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
+                  send_timeout: float, idle_timeout: float = 300.0, limit: RateLimit | None = None,
+                  on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
+        """Run the conversation until it ends. ``limit`` counts the client's microphone
+        audio against the clock (the server's, whose frame meter also counts every
+        frame against its message budget; by default one from the handshake on)."""
         assert self.hello is not None
         outbox = Outbox()
         sink = self.output = WebSocketOutput(outbox, lead=lead)
@@ -270,7 +280,8 @@ class Conversation:
                 nursery.start_soon(self._writer, ws, outbox, send_timeout)
                 # Audio is counted against the clock from the handshake: no client can
                 # have recorded more since then (a slow start here must not count).
-                limit = RateLimit(self.opened_at, max_messages=max_messages, burst_messages=burst_messages)
+                if limit is None:
+                    limit = RateLimit(self.opened_at)
                 nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout)
                 try:
                     async with tp.open_session(
@@ -323,7 +334,6 @@ class Conversation:
                     self.end(CLOSE_IDLE, f"nothing received for {idle_timeout:g} s")
                     return
                 now = trio.current_time()
-                limit.message(now)
                 if isinstance(message, bytes):
                     check_pcm(message, hello)
                     limit.pcm(now, len(message) / 2 / hello.sample_rate)

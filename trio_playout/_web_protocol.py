@@ -35,6 +35,7 @@ __all__ = [
     "Cleared",
     "ClientMessage",
     "Finished",
+    "FrameMeter",
     "Hello",
     "Paused",
     "Progress",
@@ -247,6 +248,81 @@ class RateLimit:
         self.audio += seconds
         if self.audio > now - self.start + self.burst:
             raise ProtocolError(CLOSE_FLOOD, "microphone audio faster than real time")
+
+
+class FrameMeter:
+    """Counts a client's websocket frames on the wire, before the websocket layer sees them.
+
+    trio-websocket answers pings and gathers continuation frames on its own: a flood
+    of pings or of empty continuations never reaches the conversation as messages,
+    yet it costs CPU (starving other conversations) and memory (a list entry per
+    fragment). Every frame of any kind takes one message from ``limit``'s bucket
+    (a browser never fragments, so for a page frames are messages); a message in
+    more than ``max_fragments`` frames, or bytes beyond ``byte_rate`` per second
+    (after a burst of ``byte_burst``), close with 4429; a data frame over
+    ``max_frame`` bytes with 1009 before its payload is read. Pure: give it the
+    time and the bytes as they arrive (:meth:`feed` raises :class:`ProtocolError`).
+    """
+
+    def __init__(self, limit: RateLimit, *, max_frame: int, max_fragments: int = 64,
+                 byte_rate: int = 256 * 1024, byte_burst: int = 4 * 2**20) -> None:
+        self.limit = limit
+        self.max_frame = max_frame
+        self.max_fragments = max_fragments
+        self.byte_rate = byte_rate
+        self.byte_burst = byte_burst
+        self.frames = 0
+        self._bytes = float(byte_burst)
+        self._at = limit.start
+        self._head = bytearray()
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._fragments = 0  # frames of the message being sent
+
+    def _header_size(self) -> int:
+        if len(self._head) < 2:
+            return 2
+        length = self._head[1] & 0x7F
+        return 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if self._head[1] & 0x80 else 0)
+
+    def feed(self, now: float, data: bytes | bytearray | memoryview) -> None:
+        if now > self._at:
+            self._bytes = min(float(self.byte_burst), self._bytes + (now - self._at) * self.byte_rate)
+            self._at = now
+        self._bytes -= len(data)
+        if self._bytes < 0:
+            raise ProtocolError(CLOSE_FLOOD, f"more than {self.byte_rate} bytes a second")
+        i, n = 0, len(data)
+        while i < n:
+            if self._skip:
+                k = min(self._skip, n - i)
+                self._skip -= k
+                i += k
+                continue
+            want = self._header_size() - len(self._head)
+            self._head += data[i:i + want]
+            i += min(want, n - i)
+            if len(self._head) >= 2 and len(self._head) == self._header_size():
+                self._frame(now)
+
+    def _frame(self, now: float) -> None:
+        head = self._head
+        fin, opcode, length = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(head[2:4], "big")
+        elif length == 127:
+            length = int.from_bytes(head[2:10], "big")
+        self._head = bytearray()
+        self._skip = length
+        self.frames += 1
+        self.limit.message(now)
+        if opcode < 8:  # a data frame (0: continuation)
+            if length > self.max_frame:
+                raise ProtocolError(CLOSE_TOO_BIG, f"a frame over {self.max_frame} bytes")
+            self._fragments = self._fragments + 1 if opcode == 0 else 1
+            if self._fragments > self.max_fragments:
+                raise ProtocolError(CLOSE_FLOOD, f"a message in more than {self.max_fragments} frames")
+            if fin:
+                self._fragments = 0
 
 
 # -- HTTP side ---------------------------------------------------------------------------

@@ -32,6 +32,9 @@ from ._web_protocol import (
     CLOSE_TRY_LATER,
     MAX_RATE,
     MAX_TEXT_MESSAGE,
+    FrameMeter,
+    ProtocolError,
+    RateLimit,
     check_origin,
     check_token,
     check_upgrade,
@@ -47,6 +50,7 @@ logger = logging.getLogger("trio_playout.web")
 
 PAGE_DIR = Path(__file__).with_name("data") / "web"
 MAX_HEAD = 16 * 1024  # bytes of one request head
+MAX_MESSAGE = max(max_pcm_bytes(MAX_RATE), MAX_TEXT_MESSAGE)  # bytes of one client message
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8"}
 _PLACEHOLDER = (b"<!doctype html><meta charset=utf-8><title>trio-playout</title>"
@@ -106,13 +110,22 @@ class _Replay(trio.abc.Stream):
     handshake), then nothing until :attr:`opened` is set (the 101 is sent), then the
     bytes read after the head (``tail``: frames a client sent along with its head) and
     the connection's own bytes. wsproto's server drops bytes it receives before the
-    handshake completes, so the wait keeps a pipelined first message."""
+    handshake completes, so the wait keeps a pipelined first message.
+
+    Past the head every byte goes through :attr:`meter` (frames counted before
+    trio-websocket sees them); when it refuses them they are not passed on,
+    :attr:`on_violation` is told, and reading stops (the conversation closes with the
+    code while the client's bytes wait in TCP).
+    """
 
     def __init__(self, inner: trio.abc.Stream, head: bytes, tail: bytes = b"") -> None:
         self.inner = inner
         self.head = head
         self.tail = tail
         self.opened = trio.Event()
+        self.meter: FrameMeter | None = None
+        self.violation: ProtocolError | None = None
+        self.on_violation: Callable[[ProtocolError], None] | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)
@@ -127,12 +140,23 @@ class _Replay(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             return out
         await self.opened.wait()
+        data: bytes | bytearray
         if self.tail:
             n = len(self.tail) if max_bytes is None else max_bytes
-            out, self.tail = self.tail[:n], self.tail[n:]
+            data, self.tail = self.tail[:n], self.tail[n:]
             await trio.lowlevel.checkpoint()
-            return out
-        return await self.inner.receive_some(max_bytes)
+        else:
+            data = await self.inner.receive_some(max_bytes)
+        if data and self.meter is not None and self.violation is None:
+            try:
+                self.meter.feed(trio.current_time(), data)
+            except ProtocolError as exc:
+                self.violation = exc
+                if self.on_violation is not None:
+                    self.on_violation(exc)
+        if self.violation is not None:
+            await trio.sleep_forever()  # read nothing more (cancelled when the connection ends)
+        return data
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -282,18 +306,22 @@ class WebServer:
                 with trio.move_on_after(self.options.request_timeout):
                     request = await wrap_server_stream(
                         ws_nursery, stream, message_queue_size=4,
-                        max_message_size=max(max_pcm_bytes(MAX_RATE), MAX_TEXT_MESSAGE),
+                        max_message_size=MAX_MESSAGE,
                         receive_buffer_size=64 * 1024)
                     ws = await request.accept()
                 if ws is None:
                     return  # the client did not complete the handshake in time
+                opts = self.options
+                limit = RateLimit(trio.current_time(), max_messages=opts.max_messages,
+                                  burst_messages=opts.burst_messages)
+                stream.meter = FrameMeter(limit, max_frame=MAX_MESSAGE)
                 stream.opened.set()
-                await self._conversation(ws, headers, query, remote)
+                await self._conversation(ws, stream, limit, headers, query, remote)
             finally:
                 ws_nursery.cancel_scope.cancel()
 
-    async def _conversation(self, ws: WebSocketConnection, headers: dict[str, str],
-                            query: dict[str, str], remote: str) -> None:
+    async def _conversation(self, ws: WebSocketConnection, stream: _Replay, limit: RateLimit,
+                            headers: dict[str, str], query: dict[str, str], remote: str) -> None:
         opts = self.options
         refuse: tuple[int, str] | None = None
         if not check_token(opts.token, query):
@@ -308,12 +336,19 @@ class WebServer:
         if refuse is None:
             self.conversations[number] = conversation  # counted from the handshake on
             self._signal()
+
+        def violated(exc: ProtocolError) -> None:
+            conversation.end(exc.code, exc.reason)
+
+        stream.on_violation = violated
+        if stream.violation is not None:
+            violated(stream.violation)
         try:
             if refuse is not None:
                 conversation.end(*refuse)
                 await _close(ws, *refuse)
             else:
-                await self._converse(ws, conversation)
+                await self._converse(ws, conversation, limit)
         finally:
             self.conversations.pop(number, None)
             if conversation.close_code is not None:
@@ -321,7 +356,8 @@ class WebServer:
             conversation.finished.set()
             self._signal()
 
-    async def _converse(self, ws: WebSocketConnection, conversation: Conversation) -> None:
+    async def _converse(self, ws: WebSocketConnection, conversation: Conversation, limit: RateLimit
+                        ) -> None:
         opts = self.options
         hello = await conversation.read_hello(ws, opts.hello_timeout)
         if hello is None:
@@ -340,8 +376,7 @@ class WebServer:
             self.on_conversation(conversation)
         await conversation.run(ws, agent, lead=opts.lead, mic_buffer=opts.mic_buffer,
                                send_timeout=opts.send_timeout, idle_timeout=opts.idle_timeout,
-                               max_messages=opts.max_messages, burst_messages=opts.burst_messages,
-                               on_barge_in=self.barge_ins.append)
+                               limit=limit, on_barge_in=self.barge_ins.append)
 
 
 async def _respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes,
