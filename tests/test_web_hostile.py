@@ -275,15 +275,16 @@ async def test_http_routes(autojump_clock: trio.abc.Clock) -> None:
 
     async def bad(served: Served) -> None:
         port = served.server.port
-        page = await get(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        host = f"Host: 127.0.0.1:{port}".encode()
+        page = await get(port, b"GET / HTTP/1.1\r\n" + host + b"\r\n\r\n")
         assert page.startswith(b"HTTP/1.1 200") and b"text/html" in page
         for target in (b"/static/../web.py", b"/static/..%2fweb.py", b"/static/x/../../web.py",
                        b"/etc/passwd", b"/static/none.js", b"/static/app.py"):
-            assert (await get(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+            assert (await get(port, b"GET " + target + b" HTTP/1.1\r\n" + host + b"\r\n\r\n")).startswith(
                 b"HTTP/1.1 404"), target
-        assert (await get(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")).startswith(
+        assert (await get(port, b"POST / HTTP/1.1\r\n" + host + b"\r\nContent-Length: 0\r\n\r\n")).startswith(
             b"HTTP/1.1 405")
-        assert (await get(port, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(b"HTTP/1.1 426")
+        assert (await get(port, b"GET /ws HTTP/1.1\r\n" + host + b"\r\n\r\n")).startswith(b"HTTP/1.1 426")
         assert (await get(port, b"\x16\x03\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
 
     await alongside(bad)
@@ -511,3 +512,36 @@ async def test_a_frame_over_the_message_limit_is_refused_from_its_header(autojum
         await stream.aclose()
 
     await alongside(bad)
+
+
+async def test_dns_rebinding_another_host_name_is_refused_421(autojump_clock: trio.abc.Clock) -> None:
+    """On loopback the server answers only for its own names (and the --origin hosts):
+    a rebound evil.example sends a Host and an Origin that agree (review 2, finding 4)."""
+    async def get(port: int, request: bytes) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(request)
+        out = b""
+        with trio.fail_after(10):
+            while data := await stream.receive_some(65536):
+                out += data
+        await stream.aclose()
+        return out
+
+    async def bad(served: Served) -> None:
+        port = served.server.port
+        for host in (f"evil.example:{port}", "evil.example", "127.0.0.1", f"127.0.0.1:{port + 1}", ""):
+            page = await get(port, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert page.startswith(b"HTTP/1.1 421") or (not host and page.startswith(b"HTTP/1.1 400")), host
+        upgrade = (f"GET /ws HTTP/1.1\r\nHost: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n")
+        assert (await get(port, upgrade.encode())).startswith(b"HTTP/1.1 421")
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "voice.example.com",
+                     f"LOCALHOST:{port}"):
+            page = await get(port, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert page.startswith(b"HTTP/1.1 200"), host
+        origin = [(b"Origin", f"http://localhost:{port}".encode())]
+        async with connect(served.url.replace("127.0.0.1", "localhost"), extra_headers=origin) as client:
+            await client.wait_for(lambda: client.player.segments)
+
+    await alongside(bad, ServerOptions(origins=frozenset({"https://voice.example.com"})))

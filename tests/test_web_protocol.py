@@ -318,3 +318,17 @@ def test_frame_meter_closes_floods_and_oversized_frames() -> None:
     for k in range(5000):
         page.feed(k * 0.02, frame)
     assert page.frames == 5000
+
+
+def test_loopback_host_names() -> None:
+    from trio_playout._web_protocol import check_host, loopback_hosts
+
+    hosts = loopback_hosts("127.0.0.1", 8000, frozenset({"https://voice.example.com", "null"}))
+    for ok in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LocalHost:8000", "voice.example.com"):
+        assert check_host(ok, hosts), ok
+    for bad in ("evil.example:8000", "127.0.0.1", "127.0.0.1:8001", "", None, "localhost"):
+        assert not check_host(bad, hosts), bad
+    assert check_host("anything", None)
+    assert check_host("127.0.0.2:81", loopback_hosts("127.0.0.2", 81))
+    assert check_host("[::1]:81", loopback_hosts("::1", 81))
+    assert check_host("localhost", loopback_hosts("127.0.0.1", 80))

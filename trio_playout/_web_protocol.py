@@ -43,11 +43,13 @@ __all__ = [
     "RateLimit",
     "Resumed",
     "Started",
+    "check_host",
     "check_origin",
     "check_pcm",
     "check_token",
     "check_upgrade",
     "is_loopback",
+    "loopback_hosts",
     "max_pcm_bytes",
     "parse_client_text",
     "server_message",
@@ -334,6 +336,31 @@ _STATIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.(js|css|html)$")
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` keeps the server on this machine."""
     return bool(_LOOPBACK.match(host.strip("[]")))
+
+
+def loopback_hosts(bind: str, port: int, origins: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The ``Host`` values a server bound to loopback answers: this machine's own names
+    for ``bind``:``port`` and the hosts of the extra ``origins`` (e.g. a proxy's name).
+
+    Against DNS rebinding: a page on evil.example whose name then resolves to
+    127.0.0.1 reaches the server with ``Host: evil.example`` and ``Origin:
+    http://evil.example``, which agree, so the origin check alone lets it in.
+    """
+    bind = bind.strip("[]").lower()
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{bind}]" if ":" in bind else bind}
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts |= names
+    for origin in origins:
+        netloc = urlsplit(origin).netloc.lower()
+        if netloc:
+            hosts.add(netloc)
+    return frozenset(hosts)
+
+
+def check_host(host_header: str | None, allowed: frozenset[str] | None) -> bool:
+    """Whether a request's ``Host`` is one of ``allowed`` (None: any host)."""
+    return allowed is None or (host_header or "").strip().lower() in allowed
 
 
 def split_target(target: str) -> tuple[str, dict[str, str]]:

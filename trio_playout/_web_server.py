@@ -8,7 +8,9 @@ bytes already read replayed in front of the stream, and becomes one
 :class:`~._web_conversation.Conversation`. A websocket that fails the token or
 origin check, or comes when ``max_conversations`` are running, is accepted and
 closed at once with 1008 or 1013, so a browser sees why (a refused handshake shows
-only as 1006 there).
+only as 1006 there). On a loopback address only this machine's names for it (and
+the hosts of the extra origins) are answered as ``Host`` (421 otherwise): DNS
+rebinding would otherwise bring a foreign page in with a Host and an Origin that agree.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from ._web_protocol import (
     FrameMeter,
     ProtocolError,
     RateLimit,
+    check_host,
     check_origin,
     check_token,
     check_upgrade,
     is_loopback,
+    loopback_hosts,
     max_pcm_bytes,
     split_target,
     static_name,
@@ -186,6 +190,7 @@ class WebServer:
         self.nursery: trio.Nursery | None = None
         self._numbers = itertools.count(1)
         self._changed = trio.Event()
+        self._hosts: frozenset[str] | None = None  # on loopback: the Host values answered
 
     def _signal(self) -> None:
         self._changed.set()
@@ -209,6 +214,8 @@ class WebServer:
                              "could talk to the agent (and use its models); pass --token, or bind 127.0.0.1")
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
+        if is_loopback(host):
+            self._hosts = loopback_hosts(host, self.port, self.options.origins)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             await nursery.start(trio.serve_listeners, self._handle, listeners)
@@ -260,7 +267,9 @@ class WebServer:
             return  # too slow: drop it
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
         path, query = split_target(request.target.decode("latin-1"))
-        if request.method != b"GET":
+        if not check_host(headers.get("host"), self._hosts):
+            await _respond(stream, conn, 421, b"this server answers only for its own host names\n")
+        elif request.method != b"GET":
             await _respond(stream, conn, 405, b"only GET\n", [("Allow", "GET")])
         elif path == "/ws":
             refused = check_upgrade(headers)
