@@ -29,6 +29,7 @@ from trio_playout.web import Agent, ConversationInfo, ServerOptions, WebServer
 
 from .web_client import (
     Mic,
+    Player,
     Served,
     connect,
     frame_header,
@@ -545,3 +546,23 @@ async def test_dns_rebinding_another_host_name_is_refused_421(autojump_clock: tr
             await client.wait_for(lambda: client.player.segments)
 
     await alongside(bad, ServerOptions(origins=frozenset({"https://voice.example.com"})))
+
+
+@pytest.mark.parametrize("lie", ["cleared", "finished"])
+async def test_a_player_ending_a_segment_on_its_own_is_closed_1007(autojump_clock: trio.abc.Clock,
+                                                                   lie: str) -> None:
+    """A cleared no clear asked for, a finished before the flush (review 2, finding 6)."""
+    async def bad(served: Served) -> None:
+        async with connect(served.url, player=Player(report=False)) as client:
+            await client.wait_for(lambda: client.player.segments)
+            conv = served.conversations[-1]
+            await client.ws.send_message(json.dumps({"type": lie, "segment": 1, "position": 80000}))
+            await client.wait_for(lambda: client.player.close_code is not None)
+            assert client.player.close_code == 1007
+        with trio.fail_after(10):
+            await conv.finished.wait()
+        # nothing was reported played: nothing (certainly not the 600 words) was heard
+        assert [m.text for m in conv.history if getattr(m, "role", None) == "assistant" and m.text] == []
+
+    served = await alongside(bad)
+    assert served.server.closes[1007] == 1

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import pytest
 import trio
+import trio.testing
 
 # In CI (CI=true) the web extra is installed: a missing trio-websocket fails, never skips.
 if os.environ.get("CI") == "true":
@@ -332,3 +333,44 @@ async def test_session_message_first_and_the_query_reaches_the_factory(autojump_
                              "pause_on_speech_start": expected}
             assert dict(seen[-1].query) == {"pause_on_speech_start": flag}  # no token
         nursery.cancel_scope.cancel()
+
+
+async def test_reports_are_believed_only_about_what_was_sent(autojump_clock: trio.abc.Clock) -> None:
+    """Review 2, finding 6: a player may not end a segment the server never asked it to
+    (a cleared without a clear sent, a finished before the flush was sent: 1007), and a
+    position counts only up to the audio the writer really took for the socket."""
+    from trio_playout._web_protocol import Cleared, Finished, Progress, ProtocolError, Started
+    from trio_playout._web_sink import Outbox, WebSocketOutput
+
+    outbox = Outbox()
+    sink = WebSocketOutput(outbox, lead=0.8)
+    async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(), output=sink) as session:
+        speech = session.say(LONG)
+        sent = 0.0
+        with trio.fail_after(10):
+            while sent < 0.4:  # the writer takes 0.4 s of audio; the rest waits in the outbox
+                item = await outbox.get()
+                sent += item.seconds
+        await trio.sleep(0.05)
+        [st] = sink._segs.values()
+        assert st.segment.captured > sent + 0.3  # queued but never sent
+        sink.handle_report(Started(st.segment.id))
+        sink.handle_report(Progress(st.segment.id, 80000.0))
+        assert st.segment.reported_position == pytest.approx(sent)
+        for lie in (Cleared(st.segment.id, 1.0), Finished(st.segment.id, 1.0)):
+            with pytest.raises(ProtocolError) as info:
+                sink.handle_report(lie)
+            assert info.value.code == 1007
+        assert not st.segment.done()
+        speech.interrupt()
+        await trio.testing.wait_all_tasks_blocked()  # the session asked the sink to clear
+        with pytest.raises(ProtocolError):  # the clear is queued, not yet sent
+            sink.handle_report(Cleared(st.segment.id, 80000.0))
+        item = await outbox.get()
+        assert item.payload == '{"type":"clear"}'
+        sink.handle_report(Cleared(st.segment.id, 80000.0))
+        await speech.wait_for_playout()
+        assert not speech.sink_timed_out
+        [message] = assistant_messages(session.history)
+        assert message.interrupted
+        assert message.text == " ".join(LONG.split()[:heard_words(sent)])

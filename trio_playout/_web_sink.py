@@ -28,11 +28,13 @@ import trio
 
 from ._audio import AudioFrame, AudioOutput, PlaybackSegment
 from ._web_protocol import (
+    CLOSE_INVALID,
     Cleared,
     ClientMessage,
     Finished,
     Paused,
     Progress,
+    ProtocolError,
     Resumed,
     Started,
     server_message,
@@ -166,7 +168,10 @@ class _Seg:
     rate: int | None = None  # set by the first frame, when the header is queued
     announced: bool = False  # the header reached the writer: the player knows it
     flushed: bool = False
-    clear_sent: bool = False
+    clear_sent: bool = False  # a clear for it is queued (or sent)
+    sent: float = 0.0  # seconds of its audio the writer took: all the player can have played
+    flush_sent: bool = False  # the writer took its flush: only now may the player finish it
+    clear_delivered: bool = False  # the writer took a clear for it: only now may it be cleared
 
 
 @dataclass
@@ -283,7 +288,10 @@ class WebSocketOutput(AudioOutput):
         elif frame.sample_rate != st.rate:
             raise ValueError(f"segment {segment.id} is at {st.rate} Hz; a frame at {frame.sample_rate} Hz "
                              "must start a new segment (flush first)")
-        self.outbox.put(OutItem(_mono(frame), "audio", segment.id, seconds=frame.duration))
+        def taken(st: _Seg = st, seconds: float = frame.duration) -> None:
+            st.sent += seconds
+
+        self.outbox.put(OutItem(_mono(frame), "audio", segment.id, seconds=frame.duration, on_pop=taken))
         now = self._sink_now()
         self._busy_until = max(now, self._busy_until) + frame.duration
         # Back-pressure: at most `lead` beyond the player's reports (or the clock).
@@ -309,12 +317,16 @@ class WebSocketOutput(AudioOutput):
         if st.rate is None:
             segment.finish(0.0, interrupted=False)  # no audio: nothing for the player to play
             return
-        self.outbox.put(OutItem(server_message("flush", segment=segment.id), "flush", segment.id))
+        def taken(st: _Seg = st) -> None:
+            st.flush_sent = True
+
+        flush = server_message("flush", segment=segment.id)
+        self.outbox.put(OutItem(flush, "flush", segment.id, on_pop=taken))
 
     def on_clear(self, segments: Sequence[PlaybackSegment]) -> None:
         ids = {s.id for s in segments}
         dropped_headers = self.outbox.purge(ids)
-        need_clear = False
+        cleared: list[_Seg] = []
         for seg in segments:
             st = self._segs.get(seg.id)
             if st is None or seg.done():
@@ -326,10 +338,14 @@ class WebSocketOutput(AudioOutput):
                 seg.finish(0.0, interrupted=True)  # none of it reached the player
                 continue
             st.clear_sent = True
-            need_clear = True
+            cleared.append(st)
         self._busy_until = self._sink_now()
-        if need_clear:
-            self._control("clear")
+        if cleared:
+            def taken() -> None:
+                for st in cleared:
+                    st.clear_delivered = True
+
+            self._control("clear", on_pop=taken)
         self._signal()
 
     def on_pause(self) -> None:
@@ -340,7 +356,7 @@ class WebSocketOutput(AudioOutput):
         self._control("resume")
         self._signal()
 
-    def _control(self, kind: str) -> None:
+    def _control(self, kind: str, on_pop: Callable[[], None] | None = None) -> None:
         controls = self.controls
         controls.history.append((kind, trio.current_time()))
         del controls.history[:-32]
@@ -351,19 +367,22 @@ class WebSocketOutput(AudioOutput):
             if controls.on_wire is not None:
                 controls.on_wire(kind, t)
 
-        self.outbox.put_control(OutItem(server_message(kind), "control", on_wire=wire))
+        self.outbox.put_control(OutItem(server_message(kind), "control", on_pop=on_pop, on_wire=wire))
 
     # -- the player's side ---------------------------------------------------------------
     def handle_report(self, message: ClientMessage) -> None:
         """Act on one report of the player (reports about unknown or finished segments are
-        stale, and ignored)."""
+        stale, and ignored). A position is believed up to the audio sent of its segment;
+        :class:`ProtocolError` (1007) for a ``cleared`` no clear was sent for, or a
+        ``finished`` before the segment's flush was sent: a player that claims those
+        would end a speech early or overstate what the user heard."""
         now = trio.current_time()
         report = Report(now, message)
         self.reports.append(report)
         if isinstance(message, Paused):
             st = self._segs.get(message.segment) if message.segment is not None else None
             if st is not None:
-                st.segment.report_position(message.position)
+                st.segment.report_position(min(message.position, st.sent))
             self._confirmed("pause", now)
         elif isinstance(message, Resumed):
             self._confirmed("resume", now)
@@ -375,16 +394,21 @@ class WebSocketOutput(AudioOutput):
             if isinstance(message, Started):
                 return
             segment = st.segment
+            position = min(message.position, st.sent)
             if isinstance(message, Cleared):
-                report.counted = segment.finish(message.position, interrupted=True)
+                if not st.clear_delivered:
+                    raise ProtocolError(CLOSE_INVALID, f"cleared segment {segment.id}, but no clear was sent")
+                report.counted = segment.finish(position, interrupted=True)
                 if report.counted and not any(s.clear_sent for s in self._live()):
                     self._confirmed("clear", now)
-            elif isinstance(message, Finished) and st.flushed:
-                report.counted = segment.finish(message.position, interrupted=False)
+            elif isinstance(message, Finished):
+                if not st.flush_sent:
+                    raise ProtocolError(CLOSE_INVALID, f"finished segment {segment.id} before its flush")
+                report.counted = segment.finish(position, interrupted=False)
                 if report.counted and st.clear_sent and not any(s.clear_sent for s in self._live()):
                     self._confirmed("clear", now)
             else:
-                segment.report_position(message.position)
+                segment.report_position(position)
         self._signal()
 
     def _confirmed(self, kind: str, now: float) -> None:

@@ -45,10 +45,12 @@ ignored, unknown types are not):
 * player reports, ``segment`` being the server's segment number:
   ``{"type":"started","segment":N}``; ``{"type":"progress","segment":N,"position":S}``
   (seconds of N played so far; every 100-250 ms while playing keeps the lead small);
-  ``{"type":"finished","segment":N,"position":S}`` (N was flushed and played whole);
-  ``{"type":"cleared","segment":N,"position":S}`` (a clear stopped N after S seconds
-  really played: one per unfinished segment); ``{"type":"paused","segment":N|null,
-  "position":S}`` (answer to ``pause``); ``{"type":"resumed"}`` (answer to ``resume``).
+  ``{"type":"finished","segment":N,"position":S}`` (N was flushed and played whole;
+  only after the ``flush``); ``{"type":"cleared","segment":N,"position":S}`` (a clear
+  stopped N after S seconds really played: one per unfinished segment; only after a
+  ``clear``); ``{"type":"paused","segment":N|null, "position":S}`` (answer to
+  ``pause``); ``{"type":"resumed"}`` (answer to ``resume``). A position counts up to
+  the seconds of N the server sent, no further.
 
 Client -> server, binary: microphone audio, 16-bit little-endian signed mono PCM at
 the hello's rate, even length, at most one second per message (20-100 ms is usual).
@@ -87,7 +89,8 @@ clear drops little and nothing piles up.
 
 Close codes: 1000 normal; 1003 binary before hello; 1007 invalid payload (not JSON,
 not an object, unknown type, bad field, a second hello, odd-length PCM, a first
-message that is not a hello); 1008 policy (bad token, origin refused); 1009 message
+message that is not a hello, a ``cleared`` with no clear sent, a ``finished`` before
+the flush was sent); 1008 policy (bad token, origin refused); 1009 message
 too big (PCM over one second, text over 4096, anything over 96000 bytes is cut off
 by the websocket layer before it is buffered); 1011 server error (the agent could
 not start, or failed); 1001 the server is shutting down; 1013 try again later
