@@ -25,8 +25,10 @@ microphone in virtual time, where only the transcripts and their order are check
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -295,3 +297,138 @@ def test_importing_trio_playout_does_not_import_pocketsphinx() -> None:
     code = ("import sys, trio_playout, trio_playout.sphinx; "
             "sys.exit('pocketsphinx' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+PIPE_SECONDS = 65536 / 32000  # Linux's default pipe buffer, in seconds of 16 kHz audio
+
+
+async def test_a_worker_that_falls_behind_stops_the_input_at_max_backlog(tts: object) -> None:
+    """The worker is stopped (SIGSTOP, as a starved core would stall it) while 60 s of
+    audio wait unpaced: the stream reads no more than ``max_backlog`` (plus the pipe's
+    buffer) past what the worker took, instead of queueing all of it in the parent.
+    Resumed, it reads and transcribes everything, nothing dropped."""
+    speech = _say(tts, [SENTENCES[3]], 16000)
+    stt = PocketSphinxSTT(max_backlog=1.0)
+    step = 320 * 2
+    pulled = 0
+    stopped_at: int | None = None
+    pid: list[int] = []
+
+    async def source() -> AsyncIterator[tp.AudioFrame]:
+        nonlocal pulled, stopped_at
+        for i in range(0, len(speech.data), step):
+            pulled += 1
+            yield tp.AudioFrame(speech.data[i:i + step], 16000)
+        (thread,) = [t for t in _sphinx_threads() if t.name.startswith("sphinx-writer")]
+        pid.append(int(thread.name.rsplit("-", 1)[1]))
+        os.kill(pid[0], signal.SIGSTOP)
+        stopped_at = pulled
+        silence = tp.AudioFrame.silence(0.02)
+        for _ in range(3000):  # 60 s
+            pulled += 1
+            yield silence
+
+    got: list[tp.Transcript] = []
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def consume() -> None:
+                got.extend(await _transcribe(stt, source()))
+
+            nursery.start_soon(consume)
+            with trio.fail_after(GUARD):
+                while stopped_at is None:  # noqa: ASYNC110 - the source sets it
+                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(0.5)
+            assert stopped_at is not None
+            ahead = (pulled - stopped_at) * 0.02
+            assert ahead <= 1.0 + PIPE_SECONDS + 0.1, f"read {ahead:.2f} s past a stopped worker"
+            os.kill(pid[0], signal.SIGCONT)
+    finally:
+        for p in pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)
+    assert pulled == stopped_at + 3000  # everything read in the end
+    assert [t.final for t in got] == [True]
+    assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= 3
+    assert stt.running_workers == 0 and not _sphinx_threads()
+
+
+async def test_a_final_is_handed_on_while_the_input_is_idle(tts: object) -> None:
+    """An input that stops sending after the utterance's trailing silence (and stays
+    open) still gets its final: the stream waits for a frame or a result, whichever
+    comes first. Needs an input whose wait can be cancelled without losing a frame:
+    a memory channel here, the session's audio queue in a session."""
+    audio = _say(tts, [SENTENCES[2]], 16000)
+    send, receive = trio.open_memory_channel[tp.AudioFrame](math.inf)
+    step = 320 * 2
+    for i in range(0, len(audio.data), step):
+        send.send_nowait(tp.AudioFrame(audio.data[i:i + step], 16000))
+    stt = PocketSphinxSTT()
+    stream = stt.stream(receive)
+    with trio.fail_after(GUARD):  # hangs without the fix: the final waits for a next frame
+        first = await stream.__anext__()
+    assert first.final and len(set(_words(first.text)) & {"call", "mother", "tomorrow", "morning"}) >= 3
+    assert stt.running_workers == 1  # the input is still open
+    send.close()
+    with trio.fail_after(GUARD):
+        rest = [t async for t in stream]
+    assert rest == [] and stt.running_workers == 0 and not _sphinx_threads()
+
+
+async def test_an_input_that_goes_quiet_mid_utterance_counts_as_silence(tts: object) -> None:
+    """Discontinuous transmission: the input sends the speech and then nothing, not
+    even the trailing silence the endpointer needs, and stays open. After
+    ``idle_silence`` with no frame the stream tells the worker that time was silence,
+    and the final comes."""
+    speech = _microphone(tts.render_sync(SENTENCES[3], sample_rate=16000), lead=0.5, tail=0)  # type: ignore[attr-defined]
+    send, receive = trio.open_memory_channel[tp.AudioFrame](math.inf)
+    step = 320 * 2
+    for i in range(0, len(speech.data), step):
+        send.send_nowait(tp.AudioFrame(speech.data[i:i + step], 16000))
+    stt = PocketSphinxSTT(idle_silence=0.2)
+    stream = stt.stream(receive)
+    with trio.fail_after(GUARD):
+        first = await stream.__anext__()
+    assert first.final and len(set(_words(first.text)) & {"want", "buy", "new", "car"}) >= 3
+    send.close()
+    with trio.fail_after(GUARD):
+        assert [t async for t in stream] == []
+    assert stt.running_workers == 0
+
+
+def test_max_backlog_is_checked() -> None:
+    for bad in (0, -1.0, float("inf"), "2", True):
+        with pytest.raises(VoiceOptionsError, match="max_backlog"):
+            PocketSphinxSTT(max_backlog=bad)  # type: ignore[arg-type]
+        with pytest.raises(VoiceOptionsError, match="idle_silence"):
+            PocketSphinxSTT(idle_silence=bad)  # type: ignore[arg-type]
+    assert PocketSphinxSTT(idle_silence=None).idle_silence is None
+
+
+async def test_in_a_session_a_turn_completes_while_the_microphone_is_idle(tts: object) -> None:
+    """A microphone that sends the utterance, then nothing (discontinuous
+    transmission, a muted client) while staying open: the silence is inferred, the
+    session's audio queue lets the final through while no frame comes, and the user's
+    turn completes and is answered."""
+    from trio_playout.offline import RuleLLM
+    from trio_playout.testing import FakeTTS
+
+    audio = _microphone(tts.render_sync(SENTENCES[2], sample_rate=16000), tail=0)  # type: ignore[attr-defined]
+
+    async def microphone() -> AsyncIterator[tp.AudioFrame]:
+        step = 320 * 2
+        for i in range(0, len(audio.data), step):
+            yield tp.AudioFrame(audio.data[i:i + step], 16000)
+        await trio.sleep_forever()
+
+    async with tp.open_session(llm=RuleLLM(first_delay=0, delta_delay=0), tts=FakeTTS(),
+                               output=tp.RealtimeAudioSink(), audio_input=microphone(),
+                               stt=PocketSphinxSTT()) as session:
+        with trio.fail_after(GUARD):
+            while not any(isinstance(m, tp.ChatMessage) and m.role == "assistant"  # noqa: ASYNC110
+                          for m in session.history):
+                await trio.sleep(0.05)  # polls session state, which has no event for this
+        user = session.history[0]
+    assert isinstance(user, tp.ChatMessage) and user.role == "user"
+    assert len(set(_words(user.text)) & {"call", "mother", "tomorrow", "morning"}) >= 3

@@ -30,12 +30,22 @@ Each utterance gives one final :class:`~trio_playout.Transcript`; with
 about 0.05 ms each) every ``interim_every`` seconds of speech. An utterance that
 ends with no words after interim results gives an empty final, which retracts them.
 
-**When results arrive.** :meth:`stream` is an async generator consumed by one task,
-and holds no nursery across its ``yield``: results that the worker reported are
-yielded when the next frame arrives (a live microphone sends one every 10-20 ms)
-and, at the end of the input, once the worker has finished. A final comes after
-the endpointer's silence (``endpoint_window`` 0.3 s by default) plus whatever the
-worker still had to decode.
+**When results arrive.** :meth:`stream` is an async generator and holds no nursery
+across its ``yield``. On an input whose wait can be cancelled without losing a frame
+(the session's audio queue, a trio memory channel, or a class that sets
+``cancel_safe = True``) it waits for a frame or a result, whichever comes first, so
+a final is handed on even while the input sends nothing; and if no frame comes for
+``idle_silence`` seconds (0.5 by default) mid-utterance (discontinuous transmission,
+a muted client) it tells the worker that time was silence, so the utterance ends.
+Any other input (an async generator: cancelling its ``__anext__`` would end it) has
+its results handed on at its next frame (a live microphone sends one every 10-20 ms)
+and at its end. A final comes after the endpointer's silence (``endpoint_window``
+0.3 s by default) plus whatever the worker still had to decode.
+
+**Backlog.** The parent holds at most ``max_backlog`` seconds (2 by default) of audio
+the worker has not taken (plus the pipe's 64 KiB, 2 s): beyond that the stream stops
+reading its input until the worker catches up. Nothing is lost inside the STT; in a
+session the STT's audio queue (``stt_buffer``) then drops its oldest audio and logs it.
 
 **Time.** Under ``trio.testing.MockClock(autojump_threshold=0)`` the clock jumps
 while the worker decodes, so a paced input in virtual time runs ahead of it; the
@@ -66,11 +76,11 @@ import contextlib
 import importlib.util
 import json
 import math
-import queue
 import struct
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +157,9 @@ class PocketSphinxSTT:
     (average WER over six renderings 0.319 instead of 0.303). One object can serve many
     streams; each :meth:`stream` starts its own worker process (see the module).
     :attr:`running_workers` counts the streams whose worker or threads are alive.
+    ``max_backlog`` (seconds, 0.02-600) bounds the audio held for a worker that falls
+    behind; ``idle_silence`` (seconds, 0.02-60, or None: never) is how long an idle
+    input mid-utterance takes to count as silence (see the module).
     """
 
     def __init__(
@@ -162,6 +175,8 @@ class PocketSphinxSTT:
         interim_every: float = 0.3,
         max_utterance_duration: float = 30.0,
         fwdflat: bool = True,
+        max_backlog: float = 2.0,
+        idle_silence: float | None = 0.5,
     ) -> None:
         self.endpoint_window = _check_seconds("endpoint_window", endpoint_window, 0.06, 10.0)
         if isinstance(endpoint_ratio, bool) or not isinstance(endpoint_ratio, (int, float)) or not (
@@ -188,6 +203,9 @@ class PocketSphinxSTT:
         self.fwdflat = fwdflat
         self.max_utterance_duration = _check_seconds("max_utterance_duration", max_utterance_duration,
                                                      1.0, 3600.0)
+        self.max_backlog = _check_seconds("max_backlog", max_backlog, 0.02, 600.0)
+        self.idle_silence = None if idle_silence is None else _check_seconds(
+            "idle_silence", idle_silence, 0.02, 60.0)
         if hmm is None or lm is None or dictionary is None:
             d_hmm, d_lm, d_dict = default_model()
             hmm = d_hmm if hmm is None else hmm
@@ -210,33 +228,45 @@ class PocketSphinxSTT:
         """Transcribe ``frames``: one final per utterance, in order (see the module)."""
         worker = _WorkerProcess(self)
         state = _Results()
+        race = _cancel_safe(frames)
+        to_pcm = _ToModelRate()
         try:
             worker.send(b"C", self._config())
-            resampler: StreamResampler | None = None
-            in_rate = 0
-            async for frame in frames:
-                if frame.sample_rate == SAMPLE_RATE and frame.num_channels == 1:
-                    pcm = frame.data
-                else:
-                    if frame.sample_rate != in_rate:
-                        # A new rate mid-stream starts a fresh resampler (loses < 1 ms of tail).
-                        in_rate = frame.sample_rate
-                        resampler = None if in_rate == SAMPLE_RATE else StreamResampler(in_rate, SAMPLE_RATE)
-                    samples = pcm16_to_float_mono(frame.data, frame.num_channels)
-                    pcm = float_to_pcm16(resampler.push(samples) if resampler is not None else samples)
-                if pcm:
-                    worker.send(b"A", pcm)
-                while True:
-                    try:
-                        message = worker.results.receive_nowait()
-                    except trio.WouldBlock:
-                        break
+            while True:
+                for message in worker.take():
                     for transcript in state.handle(message):
                         yield transcript
+                if state.ended:
+                    raise SpeechEngineError("the PocketSphinx worker ended before its input did")
+                if worker.full():
+                    # The worker is max_backlog behind: read no more input until it catches
+                    # up (the session's own queue drops the oldest audio meanwhile).
+                    await worker.wait_for_room_or_message()
+                    continue
+                if race:
+                    idle = self.idle_silence if state.in_speech else None
+                    frame = await _first_frame_or_message(frames, worker, idle)
+                    if frame is _IDLE and idle is not None:
+                        # No input for idle_silence mid-utterance (DTX, a muted client):
+                        # that time was silence, so the endpointer can end the utterance.
+                        worker.send(b"A", bytes(2 * round(idle * SAMPLE_RATE)))
+                        continue
+                    if frame is None:
+                        continue  # a message came first; the frame was not taken
+                else:
+                    try:
+                        frame = await frames.__anext__()
+                    except StopAsyncIteration:
+                        frame = _END
+                if frame is _END:
+                    break
+                pcm = to_pcm(frame)
+                if pcm:
+                    worker.send(b"A", pcm)
             worker.send(b"E", b"")
             worker.end_input()
-            async for message in worker.results:
-                for transcript in state.handle(message):
+            while (last := await worker.next_message()) is not None:
+                for transcript in state.handle(last):
                     yield transcript
             if not state.ended:
                 raise SpeechEngineError("the PocketSphinx worker ended without reporting")
@@ -244,15 +274,91 @@ class PocketSphinxSTT:
             await worker.close()
 
 
+_END: Any = object()  # the input's end, from _first_frame_or_message
+_IDLE: Any = object()  # no frame within its idle time
+
+
+def _cancel_safe(frames: object) -> bool:
+    """Whether waiting for ``frames``' next item may be cancelled without losing one.
+
+    True of trio's memory channels and of the session's audio queue (its ``__anext__``
+    takes a frame only after its last wait). An async generator is not: cancelling
+    its ``__anext__`` ends it. Only such inputs let results through while the input
+    is idle; others hand results on at their next frame.
+    """
+    from ._input import _FrameQueue  # already loaded with trio_playout
+
+    return isinstance(frames, (trio.MemoryReceiveChannel, _FrameQueue)) or (
+        getattr(type(frames), "cancel_safe", False) is True)
+
+
+async def _first_frame_or_message(frames: AsyncIterator[AudioFrame], worker: _WorkerProcess,
+                                  idle: float | None) -> AudioFrame | None:
+    """The next frame (``_END`` at the input's end), None if a worker message came
+    first, ``_IDLE`` if neither came within ``idle`` seconds (None: no limit).
+
+    Both waits are cancel-safe, so the loser loses nothing; if both finish in the same
+    tick, the frame is returned and the message stays queued in ``worker``.
+    """
+    got: list[AudioFrame] = []
+    error: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+
+        async def frame() -> None:
+            try:
+                got.append(await frames.__anext__())
+            except StopAsyncIteration:
+                got.append(_END)
+            except Exception as exc:  # raised below as it is, not in an ExceptionGroup
+                error.append(exc)
+            nursery.cancel_scope.cancel()
+
+        async def message() -> None:
+            await worker.wait_for_room_or_message(room=False)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(frame)
+        nursery.start_soon(message)
+        if idle is not None:
+            nursery.cancel_scope.deadline = trio.current_time() + idle
+    if error:
+        raise error[0]
+    if got:
+        return got[0]
+    return None if worker.has_message() else _IDLE
+
+
+class _ToModelRate:
+    """Frames at any rate and channel count to 16-bit mono PCM at the model's 16 kHz."""
+
+    def __init__(self) -> None:
+        self._resampler: StreamResampler | None = None
+        self._rate = 0
+
+    def __call__(self, frame: AudioFrame) -> bytes:
+        if frame.sample_rate == SAMPLE_RATE and frame.num_channels == 1:
+            return frame.data
+        if frame.sample_rate != self._rate:
+            # A new rate mid-stream starts a fresh resampler (loses < 1 ms of tail).
+            self._rate = frame.sample_rate
+            self._resampler = None if self._rate == SAMPLE_RATE else StreamResampler(self._rate, SAMPLE_RATE)
+        samples = pcm16_to_float_mono(frame.data, frame.num_channels)
+        return float_to_pcm16(self._resampler.push(samples) if self._resampler is not None else samples)
+
+
 class _Results:
     """Turns the worker's messages into transcripts (and errors)."""
 
     def __init__(self) -> None:
         self.ended = False
+        self.in_speech = False  # the worker's endpointer is in an utterance
         self._interim_sent = False
 
     def handle(self, message: dict[str, Any]) -> list[Transcript]:
+        if "start" in message:
+            self.in_speech = True
         if "final" in message:
+            self.in_speech = False
             text = " ".join(str(message["final"]).split())
             retract = self._interim_sent
             self._interim_sent = False
@@ -273,20 +379,71 @@ class _Results:
         return []
 
 
+class _Outbox:
+    """What the writer thread sends to the worker, with the audio in it counted.
+
+    The writer thread takes items (blocking); the trio side puts them and asks
+    :meth:`full`. Only audio counts towards ``max_bytes``: the parent never holds
+    more than that for a worker that cannot keep up (plus the pipe's own buffer).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.high_water = 0  # most audio bytes ever queued
+        self._items: deque[tuple[bytes | None, int]] = deque()
+        self._audio = 0
+        self._cond = threading.Condition()
+        self._on_room: Any = None
+
+    def put(self, item: bytes | None, audio: int = 0) -> None:
+        with self._cond:
+            self._items.append((item, audio))
+            self._audio += audio
+            self.high_water = max(self.high_water, self._audio)
+            self._cond.notify()
+
+    def full(self) -> bool:
+        with self._cond:
+            return self._audio >= self.max_bytes
+
+    def when_room(self, callback: Any) -> bool:
+        """Arrange ``callback()`` (from the writer thread) once there is room; False if there is now."""
+        with self._cond:
+            if self._audio < self.max_bytes:
+                return False
+            self._on_room = callback
+            return True
+
+    def get(self) -> bytes | None:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            item, audio = self._items.popleft()
+            self._audio -= audio
+            callback = None
+            if self._on_room is not None and self._audio < self.max_bytes:
+                callback, self._on_room = self._on_room, None
+        if callback is not None:
+            callback()
+        return item
+
+
 class _WorkerProcess:
     """One worker process and the two threads that talk to it.
 
-    The writer thread drains an unbounded queue into the worker's stdin, so sending
-    never blocks trio (the backlog is the audio the worker has yet to decode). The
-    reader thread turns stdout lines into messages on :attr:`results`, and reports
-    the exit code last (``{"exit": code}``).
+    The writer thread drains :class:`_Outbox` into the worker's stdin, so sending
+    never blocks trio; the stream stops reading its input while the outbox holds
+    ``max_backlog`` seconds of audio. The reader thread turns stdout lines into
+    messages (see :meth:`take`), and reports the exit code last (``{"exit": code}``).
     """
 
     def __init__(self, owner: PocketSphinxSTT) -> None:
         self._owner = owner
         self._token = trio.lowlevel.current_trio_token()
-        self._send, self.results = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._send, self._results = trio.open_memory_channel[dict[str, Any]](math.inf)
+        self._pending: deque[dict[str, Any]] = deque()  # received while racing, not handled yet
+        self._results_done = False
+        self._outbox = _Outbox(max(2, round(owner.max_backlog * SAMPLE_RATE) * 2))
         self.done = trio.Event()
         self._threads = 2
         try:
@@ -304,10 +461,66 @@ class _WorkerProcess:
             thread.start()
 
     def send(self, kind: bytes, payload: bytes) -> None:
-        self._outbox.put(_HEADER.pack(kind, len(payload)) + payload)
+        self._outbox.put(_HEADER.pack(kind, len(payload)) + payload, len(payload) if kind == b"A" else 0)
 
     def end_input(self) -> None:
         self._outbox.put(None)  # the writer closes stdin after what is queued
+
+    def full(self) -> bool:
+        return self._outbox.full()
+
+    def has_message(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The messages that arrived so far, without waiting."""
+        out = list(self._pending)
+        self._pending.clear()
+        while not self._results_done:
+            try:
+                out.append(self._results.receive_nowait())
+            except trio.WouldBlock:
+                break
+            except trio.EndOfChannel:
+                self._results_done = True
+        return out
+
+    async def next_message(self) -> dict[str, Any] | None:
+        """The next message, waiting for it; None once the worker and its threads ended."""
+        if self._pending:
+            return self._pending.popleft()
+        if self._results_done:
+            return None
+        try:
+            return await self._results.receive()
+        except trio.EndOfChannel:
+            self._results_done = True
+            return None
+
+    async def wait_for_room_or_message(self, *, room: bool = True) -> None:
+        """Wait until a message is queued (kept for :meth:`take`) or, if ``room``, the
+        outbox has room again. Cancel-safe: a message received is kept, never lost."""
+        if self._pending:
+            return
+        space = trio.Event()
+        if room and not self._outbox.when_room(lambda: self._post(space.set)):
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def wait_for_room() -> None:
+                await space.wait()
+                nursery.cancel_scope.cancel()
+
+            if room:
+                nursery.start_soon(wait_for_room)
+            if self._results_done:
+                return  # nothing more will come: only room (or the caller's frame) ends the wait
+            try:
+                self._pending.append(await self._results.receive())
+            except trio.EndOfChannel:
+                self._results_done = True
+                return
+            nursery.cancel_scope.cancel()
 
     async def close(self) -> None:
         """Kill the worker unless it has exited, and wait for both threads (shielded)."""
@@ -318,7 +531,7 @@ class _WorkerProcess:
             await self.done.wait()
         for thread in self._thread_objects:
             thread.join()  # each has posted its last call: only its return is left
-        self.results.close()
+        self._results.close()
 
     # -- worker threads (must never raise) ----------------------------------------------------
     def _post(self, fn: Any, *args: Any) -> None:
