@@ -566,3 +566,25 @@ async def test_a_player_ending_a_segment_on_its_own_is_closed_1007(autojump_cloc
 
     served = await alongside(bad)
     assert served.server.closes[1007] == 1
+
+
+async def test_a_connection_reset_right_after_its_head_is_no_error(autojump_clock: trio.abc.Clock,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The head arrives, then a RST: the peer's address is gone by the time the server
+    asks for it (review 2, finding 8: an OSError traceback logged per connection)."""
+    import socket
+    import struct
+
+    async def bad(served: Served) -> None:
+        port = served.server.port
+        head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        for _ in range(20):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(head)
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.aclose()
+
+    with caplog.at_level("ERROR", logger="trio_playout.web"):
+        await alongside(bad)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

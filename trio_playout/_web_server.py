@@ -279,10 +279,13 @@ class WebServer:
                 await _respond(stream, conn, status, text.encode() + b"\n",
                                [("Content-Type", "text/plain"), *extra])
                 return
+            try:
+                remote = f"{stream.socket.getpeername()}"
+            except OSError:
+                return  # reset already: nobody to talk to
             tail = conn.trailing_data[0]
             head = bytes(raw[:len(raw) - len(tail)])
-            await self._websocket(_Replay(stream, head, bytes(tail)), headers, query,
-                                  f"{stream.socket.getpeername()}")
+            await self._websocket(_Replay(stream, head, bytes(tail)), headers, query, remote)
         else:
             await self._page(stream, conn, path)
 
