@@ -15,6 +15,7 @@ rebinding would otherwise bring a foreign page in with a Host and an Origin that
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import h11
 import trio
-from trio_websocket import WebSocketConnection, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from ._web_conversation import AgentFactory, BargeIn, Conversation, ConversationInfo, _close
 from ._web_protocol import (
@@ -320,9 +321,10 @@ class WebServer:
                         ws_nursery, stream, message_queue_size=4,
                         max_message_size=MAX_MESSAGE,
                         receive_buffer_size=64 * 1024)
-                    ws = await request.accept()
+                    with contextlib.suppress(ConnectionClosed):  # gone before the 101 left
+                        ws = await request.accept()
                 if ws is None:
-                    return  # the client did not complete the handshake in time
+                    return  # the client did not complete the handshake in time, or left
                 opts = self.options
                 limit = RateLimit(trio.current_time(), max_messages=opts.max_messages,
                                   burst_messages=opts.burst_messages)
