@@ -588,3 +588,28 @@ async def test_a_connection_reset_right_after_its_head_is_no_error(autojump_cloc
     with caplog.at_level("ERROR", logger="trio_playout.web"):
         await alongside(bad)
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_ctrl_c_stops_the_cli_quietly_with_status_0() -> None:
+    """Review 2, finding 9: on Python 3.11 Ctrl-C printed an ExceptionGroup traceback and
+    exited 1 (trio's nursery wraps the KeyboardInterrupt)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "trio_playout.web", "--port", "0", "--silent-tts"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the server is listening once it printed its URL
+        if not line.startswith("talk to it:"):
+            proc.kill()
+            pytest.skip(f"the offline agent did not start: {proc.communicate(timeout=30)[1][-300:]}")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err

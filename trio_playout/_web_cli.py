@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -83,8 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert matched is not None
             failed.extend(e for e in matched.exceptions if isinstance(e, OSError))
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(run_checked)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: the user stopped it, a normal end
+    except BaseExceptionGroup as group:
+        # Before Python 3.12 nothing unwraps a group holding only Ctrl-C (trio's nursery
+        # wraps it): an ExceptionGroup traceback and exit status 1 for a normal stop.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
     if failed:
         print(f"error: cannot listen on {args.host}:{args.port}: {failed[0]}", file=sys.stderr)
         return 1
