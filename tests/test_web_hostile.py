@@ -613,3 +613,22 @@ def test_ctrl_c_stops_the_cli_quietly_with_status_0() -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
+
+
+async def test_a_websocket_without_microphone_audio_gives_its_slot_back(autojump_clock: trio.abc.Clock
+                                                                         ) -> None:
+    """Reports keep the idle timeout away, but an agent that listens needs audio: no
+    microphone frame for mic_timeout closes 4410 (the healthy one streams and goes on)."""
+    async def bad(served: Served) -> None:
+        start = trio.current_time()
+        async with connect(served.url) as client:
+            while client.player.close_code is None and trio.current_time() - start < 30:
+                with contextlib.suppress(ConnectionClosed):
+                    await client.ws.send_message(json.dumps({"type": "resumed"}))
+                await trio.sleep(1.0)
+            assert client.player.close_code == 4410
+            assert client.ws.closed is not None and client.ws.closed.reason == "no microphone audio for 5 s"
+        assert 5.0 <= trio.current_time() - start < 7.0
+
+    served = await alongside(bad, ServerOptions(mic_timeout=5.0))
+    assert served.server.closes[4410] == 1

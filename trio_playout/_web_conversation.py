@@ -258,11 +258,14 @@ class Conversation:
 
     # -- the whole conversation ------------------------------------------------------------
     async def run(self, ws: WebSocketConnection, agent: Agent, *, lead: float, mic_buffer: float,
-                  send_timeout: float, idle_timeout: float = 300.0, limit: RateLimit | None = None,
+                  send_timeout: float, idle_timeout: float = 300.0, mic_timeout: float | None = None,
+                  limit: RateLimit | None = None,
                   on_barge_in: Callable[[BargeIn], None] | None = None) -> None:
         """Run the conversation until it ends. ``limit`` counts the client's microphone
         audio against the clock (the server's, whose frame meter also counts every
-        frame against its message budget; by default one from the handshake on)."""
+        frame against its message budget; by default one from the handshake on).
+        ``idle_timeout``: nothing received; ``mic_timeout`` (an agent that hears only):
+        no microphone audio since the hello or the last frame; both close 4410."""
         assert self.hello is not None
         outbox = Outbox()
         sink = self.output = WebSocketOutput(outbox, lead=lead)
@@ -282,7 +285,8 @@ class Conversation:
                 # have recorded more since then (a slow start here must not count).
                 if limit is None:
                     limit = RateLimit(self.opened_at)
-                nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout)
+                nursery.start_soon(self._reader, ws, sink, mic, limit, idle_timeout,
+                                   mic_timeout if hears else None)
                 try:
                     async with tp.open_session(
                             llm=agent.llm, tts=agent.tts, output=sink, tools=agent.tools,
@@ -322,22 +326,28 @@ class Conversation:
                     await agent.aclose()
 
     async def _reader(self, ws: WebSocketConnection, sink: WebSocketOutput, mic: MicInput,
-                      limit: RateLimit, idle_timeout: float) -> None:
+                      limit: RateLimit, idle_timeout: float, mic_timeout: float | None) -> None:
         hello = self.hello
         assert hello is not None
+        last_pcm = last = trio.current_time()
         try:
             while True:
                 message: str | bytes | None = None
-                with trio.move_on_after(idle_timeout):
+                mic_deadline = math.inf if mic_timeout is None else last_pcm + mic_timeout
+                with trio.move_on_at(min(last + idle_timeout, mic_deadline)):
                     message = await ws.get_message()
                 if message is None:
-                    self.end(CLOSE_IDLE, f"nothing received for {idle_timeout:g} s")
+                    if trio.current_time() >= mic_deadline:
+                        self.end(CLOSE_IDLE, f"no microphone audio for {mic_timeout:g} s")
+                    else:
+                        self.end(CLOSE_IDLE, f"nothing received for {idle_timeout:g} s")
                     return
-                now = trio.current_time()
+                now = last = trio.current_time()
                 if isinstance(message, bytes):
                     check_pcm(message, hello)
                     limit.pcm(now, len(message) / 2 / hello.sample_rate)
                     if message:
+                        last_pcm = now
                         mic.put(tp.AudioFrame(message, hello.sample_rate))
                 else:
                     sink.handle_report(parse_client_text(message, expect_hello=False))

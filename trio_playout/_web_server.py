@@ -73,7 +73,10 @@ class ServerOptions:
     running at once (more get 1013); ``max_connections`` open TCP connections of any
     kind (more are closed unanswered). ``hello_timeout``, ``request_timeout`` (the
     HTTP request head), ``send_timeout`` (one message to a client that does not
-    read) and ``idle_timeout`` (nothing received at all) in seconds; ``max_messages``
+    read), ``idle_timeout`` (nothing received at all) and ``mic_timeout`` (no
+    microphone audio, for an agent with a VAD or an STT: a page streams its
+    microphone all along, so a websocket that does not holds a conversation slot and
+    its STT for nothing; None: no limit) in seconds; ``max_messages``
     a client may send per second on average (microphone frames and reports together)
     and ``burst_messages`` at once (a network stall's backlog: 30 s of a page).
     ``lead``: seconds of agent audio sent beyond the player's reports;
@@ -91,14 +94,17 @@ class ServerOptions:
     lead: float = 0.8
     mic_buffer: float = 2.0
     idle_timeout: float = 300.0
+    mic_timeout: float | None = 60.0
     max_messages: int = 250
     burst_messages: int = 2000
     page_dir: Path = PAGE_DIR
 
     def __post_init__(self) -> None:
         for name in ("hello_timeout", "request_timeout", "send_timeout", "lead", "mic_buffer",
-                     "idle_timeout"):
+                     "idle_timeout", "mic_timeout"):
             value = getattr(self, name)
+            if value is None and name == "mic_timeout":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
@@ -390,6 +396,7 @@ class WebServer:
             self.on_conversation(conversation)
         await conversation.run(ws, agent, lead=opts.lead, mic_buffer=opts.mic_buffer,
                                send_timeout=opts.send_timeout, idle_timeout=opts.idle_timeout,
+                               mic_timeout=opts.mic_timeout,
                                limit=limit, on_barge_in=self.barge_ins.append)
 
 

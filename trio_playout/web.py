@@ -96,8 +96,10 @@ by the websocket layer before it is buffered); 1011 server error (the agent coul
 not start, or failed); 1001 the server is shutting down; 1013 try again later
 (``max_conversations`` reached); 4408 no hello in time; 4409 the client stopped
 reading (a message could not be sent in 10 s, or 256 kB of events piled up); 4410
-nothing received for ``idle_timeout`` (300 s; a page streams its microphone, so
-only a dead one is idle); 4429 flooding: more than 250 messages in a second, or
+nothing received for ``idle_timeout`` (300 s), or no microphone audio for
+``mic_timeout`` (60 s) when the agent listens (a page streams its microphone all
+along: a websocket that does not would hold a conversation slot, and its STT, for
+nothing); 4429 flooding: more than 250 messages in a second, or
 microphone audio more than 2 s ahead of real time.
 
 Limits and isolation: one conversation per connection, nothing shared between
