@@ -35,7 +35,14 @@ TCP connection (``Connection: close``). With a token, ``/ws`` needs ``?token=T``
 passes the token on). ``Origin``: a browser's must be ``http(s)://`` + the ``Host``
 it connected to (or one given with ``--origin``); a request without ``Origin`` is
 not from a browser and is allowed (the token still applies): browsers always send
-it on websockets, so a web page elsewhere cannot ride on it.
+it on websockets, so a web page elsewhere cannot ride on it. ``Host``: on a
+loopback address only ``127.0.0.1:P``, ``localhost:P``, ``[::1]:P`` (the bind
+address and port) and the hosts of ``--origin`` are answered, for the page and
+``/ws``; anything else gets 421 (DNS rebinding: a rebound name sends a Host and an
+Origin that agree). The upgrade head must be a websocket version 13 one
+(``Upgrade: websocket``, ``Connection: Upgrade``, a 16-byte key, no body): 400 or
+426 otherwise; the handshake completes within ``request_timeout`` (10 s). Bytes
+sent right behind the head are kept for the websocket.
 
 Client -> server, text (JSON objects, at most 4096 characters; unknown fields are
 ignored, unknown types are not):
@@ -92,21 +99,37 @@ not an object, unknown type, bad field, a second hello, odd-length PCM, a first
 message that is not a hello, a ``cleared`` with no clear sent, a ``finished`` before
 the flush was sent); 1008 policy (bad token, origin refused); 1009 message
 too big (PCM over one second, text over 4096, anything over 96000 bytes is cut off
-by the websocket layer before it is buffered); 1011 server error (the agent could
+by the websocket layer before it is buffered, a frame announcing more is refused
+from its header); 1011 server error (the agent could
 not start, or failed); 1001 the server is shutting down; 1013 try again later
 (``max_conversations`` reached); 4408 no hello in time; 4409 the client stopped
 reading (a message could not be sent in 10 s, or 256 kB of events piled up); 4410
 nothing received for ``idle_timeout`` (300 s), or no microphone audio for
 ``mic_timeout`` (60 s) when the agent listens (a page streams its microphone all
 along: a websocket that does not would hold a conversation slot, and its STT, for
-nothing); 4429 flooding: more than 250 messages in a second, or
-microphone audio more than 2 s ahead of real time.
+nothing); 4429 flooding: frames beyond a bucket of 2000 refilled at 250 a
+second (``burst_messages``, ``max_messages``; every websocket frame counts, pings
+and continuation frames too; a page sends ~60 a second, so it catches up on a 30 s
+network stall), a message in more than 64 frames, more than 256 kB a second after
+a 4 MB burst, or microphone audio more than 2 s ahead of real time since the
+handshake.
+
+Known limits (of trio-websocket 0.12 on wsproto, not worked around): a framing
+error the websocket layer finds itself (a reserved opcode or RSV bit, an unmasked
+frame, invalid UTF-8 in text, a bad close code, a control frame over 125 bytes or
+fragmented, a continuation with nothing to continue) closes the TCP connection
+without a close frame (the server counts it as 1002); a browser shows 1006.
 
 Limits and isolation: one conversation per connection, nothing shared between
 them but the agent's stateless parts, so behind a load balancer any instance can
 take any connection (sticky sessions are not needed; the websocket is the
 session). ``max_conversations`` (16) run at once, ``max_connections`` (512) TCP
-connections of any kind are held; request heads are read within 10 s and 16 kB.
+connections of any kind are held; request heads are read within 10 s and 16 kB,
+handshakes complete within 10 s, and a conversation counts only once its handshake
+completed. There is no per-address limit: one address may take every connection
+slot for up to ``request_timeout`` at a time, or every conversation slot while it
+streams audio, so on a public address cap connections per client in front (the
+load balancer or a firewall).
 A client that breaks the protocol is closed with its code; others go on. A client
 that vanishes ends its conversation: its segments finish unconfirmed at the last
 position it reported, the session closes, and no task is left.
