@@ -406,15 +406,19 @@ def test_max_backlog_is_checked() -> None:
     assert PocketSphinxSTT(idle_silence=None).idle_silence is None
 
 
-async def test_in_a_session_a_turn_completes_while_the_microphone_is_idle(tts: object) -> None:
-    """A microphone that sends the utterance, then nothing (discontinuous
-    transmission, a muted client) while staying open: the silence is inferred, the
-    session's audio queue lets the final through while no frame comes, and the user's
-    turn completes and is answered."""
+@pytest.mark.parametrize(("tail", "idle_silence"), [(1.0, None), (0.0, 0.5)],
+                         ids=["silence-then-idle", "dtx"])
+async def test_in_a_session_a_turn_completes_while_the_microphone_is_idle(
+        tts: object, tail: float, idle_silence: float | None) -> None:
+    """A microphone that sends the utterance (with its trailing silence, or without:
+    discontinuous transmission, a muted client), then nothing while staying open: the
+    session's audio queue lets the final through while no frame comes (and with
+    ``idle_silence`` the missing silence is inferred), so the user's turn completes
+    and is answered."""
     from trio_playout.offline import RuleLLM
     from trio_playout.testing import FakeTTS
 
-    audio = _microphone(tts.render_sync(SENTENCES[2], sample_rate=16000), tail=0)  # type: ignore[attr-defined]
+    audio = _microphone(tts.render_sync(SENTENCES[2], sample_rate=16000), tail=tail)  # type: ignore[attr-defined]
 
     async def microphone() -> AsyncIterator[tp.AudioFrame]:
         step = 320 * 2
@@ -424,7 +428,7 @@ async def test_in_a_session_a_turn_completes_while_the_microphone_is_idle(tts: o
 
     async with tp.open_session(llm=RuleLLM(first_delay=0, delta_delay=0), tts=FakeTTS(),
                                output=tp.RealtimeAudioSink(), audio_input=microphone(),
-                               stt=PocketSphinxSTT()) as session:
+                               stt=PocketSphinxSTT(idle_silence=idle_silence)) as session:
         with trio.fail_after(GUARD):
             while not any(isinstance(m, tp.ChatMessage) and m.role == "assistant"  # noqa: ASYNC110
                           for m in session.history):

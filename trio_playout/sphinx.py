@@ -34,9 +34,13 @@ ends with no words after interim results gives an empty final, which retracts th
 across its ``yield``. On an input whose wait can be cancelled without losing a frame
 (the session's audio queue, a trio memory channel, or a class that sets
 ``cancel_safe = True``) it waits for a frame or a result, whichever comes first, so
-a final is handed on even while the input sends nothing; and if no frame comes for
-``idle_silence`` seconds (0.5 by default) mid-utterance (discontinuous transmission,
-a muted client) it tells the worker that time was silence, so the utterance ends.
+a final is handed on even while the input sends nothing. An input that sends
+nothing *instead of* silence (discontinuous transmission, a client that mutes)
+needs ``idle_silence``: no frame for that long mid-utterance tells the worker that
+time was silence, so the utterance ends. It is off by default: on a loaded machine
+a live input's frames can come late in a burst (seen here in the browser tests, at
+0.5 s), and that gap would be taken for silence and cut the utterance. The
+session's usual inputs (the web page, livekit rooms) send audio all the time.
 Any other input (an async generator: cancelling its ``__anext__`` would end it) has
 its results handed on at its next frame (a live microphone sends one every 10-20 ms)
 and at its end. A final comes after the endpointer's silence (``endpoint_window``
@@ -158,8 +162,8 @@ class PocketSphinxSTT:
     streams; each :meth:`stream` starts its own worker process (see the module).
     :attr:`running_workers` counts the streams whose worker or threads are alive.
     ``max_backlog`` (seconds, 0.02-600) bounds the audio held for a worker that falls
-    behind; ``idle_silence`` (seconds, 0.02-60, or None: never) is how long an idle
-    input mid-utterance takes to count as silence (see the module).
+    behind; ``idle_silence`` (seconds, 0.02-60, or None, the default: never) is how
+    long an idle input mid-utterance takes to count as silence (see the module).
     """
 
     def __init__(
@@ -176,7 +180,7 @@ class PocketSphinxSTT:
         max_utterance_duration: float = 30.0,
         fwdflat: bool = True,
         max_backlog: float = 2.0,
-        idle_silence: float | None = 0.5,
+        idle_silence: float | None = None,
     ) -> None:
         self.endpoint_window = _check_seconds("endpoint_window", endpoint_window, 0.06, 10.0)
         if isinstance(endpoint_ratio, bool) or not isinstance(endpoint_ratio, (int, float)) or not (
