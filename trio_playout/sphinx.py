@@ -240,7 +240,7 @@ class PocketSphinxSTT:
                 for message in worker.take():
                     for transcript in state.handle(message):
                         yield transcript
-                if state.ended:
+                if state.ended or worker.done.is_set():
                     raise SpeechEngineError("the PocketSphinx worker ended before its input did")
                 if worker.full():
                     # The worker is max_backlog behind: read no more input until it catches
@@ -254,9 +254,8 @@ class PocketSphinxSTT:
                         # No input for idle_silence mid-utterance (DTX, a muted client):
                         # that time was silence, so the endpointer can end the utterance.
                         worker.send(b"A", bytes(2 * round(idle * SAMPLE_RATE)))
-                        continue
-                    if frame is None:
-                        continue  # a message came first; the frame was not taken
+                    if frame is None or frame is _IDLE:
+                        continue  # a message (or the worker's end) came first; no frame taken
                 else:
                     try:
                         frame = await frames.__anext__()
@@ -393,7 +392,6 @@ class _Outbox:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.high_water = 0  # most audio bytes ever queued
         self._items: deque[tuple[bytes | None, int]] = deque()
         self._audio = 0
         self._cond = threading.Condition()
@@ -403,7 +401,6 @@ class _Outbox:
         with self._cond:
             self._items.append((item, audio))
             self._audio += audio
-            self.high_water = max(self.high_water, self._audio)
             self._cond.notify()
 
     def full(self) -> bool:
@@ -444,9 +441,8 @@ class _WorkerProcess:
     def __init__(self, owner: PocketSphinxSTT) -> None:
         self._owner = owner
         self._token = trio.lowlevel.current_trio_token()
-        self._send, self._results = trio.open_memory_channel[dict[str, Any]](math.inf)
-        self._pending: deque[dict[str, Any]] = deque()  # received while racing, not handled yet
-        self._results_done = False
+        self._messages: deque[dict[str, Any]] = deque()  # from the reader, not handled yet
+        self._lot = trio.lowlevel.ParkingLot()  # woken by a message, room, or the end
         self._outbox = _Outbox(max(2, round(owner.max_backlog * SAMPLE_RATE) * 2))
         self.done = trio.Event()
         self._threads = 2
@@ -474,57 +470,29 @@ class _WorkerProcess:
         return self._outbox.full()
 
     def has_message(self) -> bool:
-        return bool(self._pending)
+        return bool(self._messages)
 
     def take(self) -> list[dict[str, Any]]:
         """The messages that arrived so far, without waiting."""
-        out = list(self._pending)
-        self._pending.clear()
-        while not self._results_done:
-            try:
-                out.append(self._results.receive_nowait())
-            except trio.WouldBlock:
-                break
-            except trio.EndOfChannel:
-                self._results_done = True
+        out = list(self._messages)
+        self._messages.clear()
         return out
 
     async def next_message(self) -> dict[str, Any] | None:
         """The next message, waiting for it; None once the worker and its threads ended."""
-        if self._pending:
-            return self._pending.popleft()
-        if self._results_done:
-            return None
-        try:
-            return await self._results.receive()
-        except trio.EndOfChannel:
-            self._results_done = True
-            return None
+        while not self._messages:
+            if self.done.is_set():
+                return None
+            await self._lot.park()
+        return self._messages.popleft()
 
     async def wait_for_room_or_message(self, *, room: bool = True) -> None:
-        """Wait until a message is queued (kept for :meth:`take`) or, if ``room``, the
-        outbox has room again. Cancel-safe: a message received is kept, never lost."""
-        if self._pending:
-            return
-        space = trio.Event()
-        if room and not self._outbox.when_room(lambda: self._post(space.set)):
-            return
-        async with trio.open_nursery() as nursery:
-
-            async def wait_for_room() -> None:
-                await space.wait()
-                nursery.cancel_scope.cancel()
-
-            if room:
-                nursery.start_soon(wait_for_room)
-            if self._results_done:
-                return  # nothing more will come: only room (or the caller's frame) ends the wait
-            try:
-                self._pending.append(await self._results.receive())
-            except trio.EndOfChannel:
-                self._results_done = True
+        """Wait until a message is queued (for :meth:`take`), the worker has ended or,
+        if ``room``, the outbox has room again. Cancel-safe: it takes nothing."""
+        while not self._messages and not self.done.is_set():
+            if room and not self._outbox.when_room(lambda: self._post(self._lot.unpark_all)):
                 return
-            nursery.cancel_scope.cancel()
+            await self._lot.park()
 
     async def close(self) -> None:
         """Kill the worker unless it has exited, and wait for both threads (shielded)."""
@@ -535,7 +503,6 @@ class _WorkerProcess:
             await self.done.wait()
         for thread in self._thread_objects:
             thread.join()  # each has posted its last call: only its return is left
-        self._results.close()
 
     # -- worker threads (must never raise) ----------------------------------------------------
     def _post(self, fn: Any, *args: Any) -> None:
@@ -543,15 +510,15 @@ class _WorkerProcess:
             self._token.run_sync_soon(fn, *args)
 
     def _deliver(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            self._send.send_nowait(message)
+        self._messages.append(message)
+        self._lot.unpark_all()
 
     def _thread_ended(self) -> None:
         self._threads -= 1
         if self._threads == 0:
-            self._send.close()
             self._owner.running_workers -= 1
             self.done.set()
+            self._lot.unpark_all()
 
     def _write_loop(self) -> None:
         stdin = self.proc.stdin
