@@ -419,6 +419,37 @@ async def test_item13_base_exception_from_a_tool_is_recorded(autojump_clock: tri
     assert out.is_error and not out.interrupted and "Stop" in out.output
 
 
+@pytest.mark.parametrize("signal", [KeyboardInterrupt, SystemExit])
+async def test_ctrl_c_inside_a_reply_is_not_swallowed(autojump_clock: trio.testing.MockClock,
+                                                      signal: type[BaseException]) -> None:
+    """KeyboardInterrupt or SystemExit raised while a reply's LLM streams is the
+    program's, not the speech's error: it leaves the session (was recorded on the
+    speech, and the session went on)."""
+
+    class Breaks:
+        async def stream(self, request: tp.LLMRequest) -> AsyncIterator[tp.LLMChunk]:
+            yield tp.TextDelta("Hello. ")
+            await trio.sleep(0.1)
+            raise signal()
+
+    caught: BaseException | None = None
+    with trio.fail_after(60):
+        try:
+            async with tp.open_session(llm=Breaks(), tts=FakeTTS(), output=tp.RealtimeAudioSink()) as session:
+                speech = session.generate_reply(user_input="hi")
+                await speech
+                await trio.sleep(10)
+        except BaseException as exc:  # the test inspects it
+            caught = exc
+    assert caught is not None
+    leaf = caught
+    while isinstance(leaf, BaseExceptionGroup):
+        assert len(leaf.exceptions) == 1
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, signal)
+    assert speech.exception() is None or not isinstance(speech.exception(), signal)
+
+
 # -- item 18: a deaf sink that buffered everything ------------------------------------------------
 
 async def test_item18_deaf_sink_history_records_what_the_sink_was_given(

@@ -120,11 +120,13 @@ class _ErrorsInto:
             self._session._record_error(self._speech, exc)
             return True
         if isinstance(exc, BaseExceptionGroup):
-            cancelled, rest = exc.split(trio.Cancelled)
+            # Only errors are the speech's: Cancelled, KeyboardInterrupt and
+            # SystemExit are the program's and go on.
+            errors, rest = exc.split(Exception)
+            if errors is not None:
+                self._session._record_error(self._speech, errors)
             if rest is not None:
-                self._session._record_error(self._speech, rest)
-            if cancelled is not None:
-                raise cancelled from None
+                raise rest from None
             return True
         return False
 
