@@ -315,12 +315,14 @@ def _sub(a: str, b: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def _s10_overhead(r: dict[str, Any]) -> float | None:
-    """First answer frame after the moment trio's endpointing rule allows it:
-    max(END_OF_SPEECH received + 0.5 s, final transcript received)."""
+    """First answer frame after the moment trio's endpointing rule allows it: END_OF_SPEECH
+    received (0.5 s after the end of the voice has passed: Silero waited 0.55 s), or the
+    final received + late_final_delay 0.2 s if it came after that."""
     first, end, tr = r.get("reply_first_frame"), r.get("vad_end"), r.get("transcript_at")
     if first is None or end is None:
         return None
-    return float(first) - max(float(end) + 0.5, float(tr) if tr is not None else 0.0)
+    allowed = float(end) if tr is None or float(tr) <= float(end) else float(tr) + 0.2
+    return float(first) - allowed
 
 
 def _resume_late(r: dict[str, Any]) -> float | None:

@@ -348,8 +348,10 @@ DEFINITIONS = """## Definitions
 - *mic frame late*: the peer's paced microphone delivered a frame more than 50 ms after its due
   time in that trial: the process did not get the CPU (the machine is shared). Those trials stay
   in the figures; their VAD decisions come late.
-- S10 *first frame - trio's endpoint rule*: the first answer frame minus max(END_OF_SPEECH
-  received + min_endpointing_delay 0.5 s, final transcript received).
+- S10 *first frame - trio's endpoint rule*: the first answer frame minus the moment trio's rule
+  allows the turn: END_OF_SPEECH received (the delay counts from the end of the voice, which
+  Silero's 0.55 s of silence already covers), or the final transcript received + late_final_delay
+  (0.2 s) when it came after that.
 """
 
 

@@ -256,8 +256,11 @@ class AudioOutput:
 
         Nothing new starts until :meth:`resume` (or a :meth:`clear_buffer`), also
         when nothing is playing yet: pausing before a reply's first frame holds that
-        reply back. Raises :class:`PauseNotSupported`, changing nothing, if the sink
-        cannot pause (see :attr:`can_pause`).
+        reply back, in a session without ``audio_input``. A session that hears the
+        user owns the pause state: it pauses and resumes for the user's voice and
+        lifts any other pause before a reply's first frame. Raises
+        :class:`PauseNotSupported`, changing nothing, if the sink cannot pause (see
+        :attr:`can_pause`).
         """
         if self._paused:
             return
