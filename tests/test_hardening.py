@@ -450,6 +450,51 @@ async def test_ctrl_c_inside_a_reply_is_not_swallowed(autojump_clock: trio.testi
     assert speech.exception() is None or not isinstance(speech.exception(), signal)
 
 
+class _PacedDeafSink(tp.AudioOutput):
+    """Takes audio at real-time pace (back-pressure, like a network player) and never
+    reports anything: neither a natural end nor a clear."""
+
+    def __init__(self, *, tells_its_end: bool) -> None:
+        super().__init__()
+        self.tells_its_end = tells_its_end
+        self.busy_until = -math.inf
+        self.written = 0.0
+
+    async def write_frame(self, segment: tp.PlaybackSegment, frame: tp.AudioFrame) -> None:
+        self.written += frame.duration
+        now = trio.current_time()
+        self.busy_until = max(now, self.busy_until) + frame.duration
+        await trio.sleep_until(self.busy_until - 0.1)  # 0.1 s ahead of playback at most
+
+    def on_clear(self, segments: Sequence[tp.PlaybackSegment]) -> None:
+        pass
+
+    def expected_end(self) -> float | None:
+        return self.busy_until if self.tells_its_end else None
+
+
+@pytest.mark.parametrize("words", [20, 200])
+async def test_a_paced_sink_that_never_reports_is_given_its_audio_plus_the_grace(
+    autojump_clock: trio.testing.MockClock, words: int,
+) -> None:
+    """A sink that paces its writes ends its capture about when its audio ends: the
+    bound must not count the audio's length again from there (review: a page that never
+    reports held wait_for_playout() about twice the audio's length)."""
+    text = " ".join(f"w{i}" for i in range(words))
+    for tells in (True, False):
+        sink = _PacedDeafSink(tells_its_end=tells)
+        async with tp.open_session(llm=ScriptedLLM([]), tts=FakeTTS(), output=sink, sink_grace=1.0) as s:
+            handle = s.say(text)
+            with trio.fail_after(1000):
+                await handle.wait_for_playout()
+            done = trio.current_time()
+        assert handle.sink_timed_out
+        if tells:  # the sink's own end of audio, plus the grace
+            assert done == pytest.approx(sink.busy_until + 1.0, abs=1e-6)
+        else:  # without expected_end(): all the audio again, from the last write
+            assert done == pytest.approx(sink.busy_until - 0.1 + sink.written + 1.0, abs=1e-6)
+
+
 # -- item 18: a deaf sink that buffered everything ------------------------------------------------
 
 async def test_item18_deaf_sink_history_records_what_the_sink_was_given(

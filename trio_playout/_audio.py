@@ -285,6 +285,17 @@ class AudioOutput:
         self._paused_before += trio.current_time() - self._paused_since
         self._paused = False
 
+    def expected_end(self) -> float | None:
+        """The trio time by which the audio given so far ends if it plays from now on
+        without a pause, or None if the sink cannot tell.
+
+        The session gives a sink that never reports a natural end until then plus
+        ``sink_grace`` (plus any time paused after this call). A sink that applies
+        back-pressure should say it: without it, the bound counts all the audio's
+        length again from its last write, which for a paced sink is about twice it.
+        """
+        return None
+
     def playback_position(self, segment: PlaybackSegment) -> float:
         """Best estimate of how much of ``segment`` was heard so far.
 

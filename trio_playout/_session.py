@@ -523,10 +523,13 @@ class Session:
         # A sink that never reports the end would wedge the queue; bound it by the
         # audio's own length plus the grace, pushed back by the time the sink spends
         # paused (a long pause is not a dead sink).
-        budget = sum(s.captured for s in playout.segments) + self.sink_grace
-        start, paused_before = trio.current_time(), self._output.paused_time
+        end = self._output.expected_end()
+        if end is None:  # as if it all played from now on
+            end = trio.current_time() + sum(s.captured for s in playout.segments)
+        budget = end + self.sink_grace
+        paused_before = self._output.paused_time
         while playout.unfinished():
-            deadline = start + budget + (self._output.paused_time - paused_before)
+            deadline = budget + (self._output.paused_time - paused_before)
             if trio.current_time() >= deadline:
                 break
             with trio.move_on_at(deadline):

@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-import trio
-
 from ._audio import PlaybackResult, PlaybackSegment
 
 if sys.version_info < (3, 11):
