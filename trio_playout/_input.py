@@ -98,7 +98,13 @@ _REPORT_EVERY = 5.0  # seconds of dropped audio between two "still behind" lines
 
 
 class _FrameQueue:
-    """Frames for one consumer: bounded by seconds of audio, oldest dropped first."""
+    """Frames for one consumer: bounded by seconds of audio, oldest dropped first.
+
+    ``__anext__`` is cancel-safe (a frame is taken only after its last wait):
+    PocketSphinxSTT relies on it to hand results on while the input is idle.
+    """
+
+    cancel_safe = True
 
     def __init__(self, name: str, max_seconds: float) -> None:
         self.name = name
