@@ -59,7 +59,7 @@ def tts_pcm(seconds: float, sign: int, first_frame: int = 0) -> list[bytes]:
     return [np.full(TTS_FRAME, sign * (first_frame + k + 1), dtype=np.int16).tobytes() for k in range(n)]
 
 
-def mic_frames(samples: np.ndarray, duration: float) -> list[bytes]:
+def mic_frames(samples: np.ndarray[Any, Any], duration: float) -> list[bytes]:
     """The microphone's 20 ms frames: the WAV, then silence up to ``duration``."""
     total = max(len(samples), round(duration * MIC_RATE))
     total = -(-total // MIC_FRAME) * MIC_FRAME

@@ -79,7 +79,7 @@ class StampedSilero(SileroVADAnalyzer):
         self._speaking = False
 
     def voice_confidence(self, buffer: bytes) -> float:
-        confidence = super().voice_confidence(buffer)  # returned as pipecat made it
+        confidence: float = super().voice_confidence(buffer)  # returned as pipecat made it
         p = float(np.asarray(confidence, dtype=np.float64).reshape(-1)[0])
         with self._lock:
             self._windows += 1

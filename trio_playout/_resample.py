@@ -67,7 +67,7 @@ class StreamResampler:
         # phases[p, k] = proto[p + k * up]: the taps that meet input samples for phase p.
         self._phases = proto.reshape(taps, up).T.astype(np.float32).copy()
         self._taps = taps
-        self._history = np.zeros(taps - 1, dtype=np.float32)
+        self._history: FloatArray = np.zeros(taps - 1, dtype=np.float32)
         self._consumed = 0  # input samples seen
         self._produced = 0  # output samples made
 

@@ -333,7 +333,7 @@ class SileroVAD:
         detector = self.detector()
         resampler: StreamResampler | None = None
         in_rate = 0
-        pending = np.zeros(0, dtype=np.float32)
+        pending: FloatArray = np.zeros(0, dtype=np.float32)
         async for frame in frames:
             if frame.sample_rate != in_rate:
                 # A new rate mid-stream starts a fresh resampler (loses < 1 ms of tail).
