@@ -142,9 +142,10 @@ async def test_player_that_never_reports_is_paced_by_the_clock_and_bounded(autoj
             started = trio.current_time()
             await conv.greeting.wait_for_playout()
             took = trio.current_time() - started
-            # the session waits for the audio's length + sink_grace from the end of its
-            # capture, which ran `lead` (0.8 s) ahead of the clock: (2 - 0.8) + 2 + 1
-            assert 4.2 - 0.05 <= took < 4.2 + 0.05
+            # the sink's expected_end(): the 2 s of audio sent at real-time pace, then
+            # sink_grace (1 s). Without it the session counted the audio's length again
+            # from the end of the capture, `lead` (0.8 s) before the end: 4.2 s.
+            assert took == pytest.approx(3.0, abs=0.05)
             assert conv.greeting.sink_timed_out
             assert client.player.underruns == 0  # real-time pace kept it fed
             assert client.player.segments[1].received == pytest.approx(2.0, abs=1e-3)

@@ -256,6 +256,13 @@ class WebSocketOutput(AudioOutput):
         by_clock = max(0.0, self._busy_until - self._sink_now())
         return min(by_reports, by_clock)
 
+    def expected_end(self) -> float | None:
+        """When the audio sent so far ends if the page plays it from now on without a
+        pause: a page that never reports is given until then plus ``sink_grace``."""
+        if not math.isfinite(self._busy_until):
+            return None
+        return self._busy_until + self.paused_time
+
     def playing(self) -> bool:
         """Whether the player holds audio of an unfinished segment (it was announced to it)."""
         return any(s.announced and not s.segment.done() for s in self._segs.values())
