@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -395,3 +395,35 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                          "late_mic": sum(t["mic_late_max"] > LATE_MIC for t in known) if known else "-"}
         table[key] = {"metrics": metrics, "counts": counts}
     return table
+
+
+TrialRunner = Callable[..., Awaitable[tuple[Any, Any, Any, list[Any], dict[str, Any]]]]
+
+
+async def run_trials(spec: dict[str, Any], run_trial: TrialRunner
+                     ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    """Every trial of ``spec`` through ``run_trial(trial, silent=False)``, analysed, and
+    the reference histories by trial length.
+
+    ``run_trial`` returns (play head, VAD stamps, scripted STT, history, diagnostics).
+    An S9 trial is compared with the same trial without its sound (one reference per
+    trial length); a trial that raises records its error and the others go on.
+    """
+    threshold = spec["settings"]["vad"]["activation_threshold"]
+    refs: dict[float, list[Any]] = {}
+    records = []
+    for trial in spec["trials"]:
+        ref = None
+        try:
+            if trial["scenario"].startswith("S9"):
+                key = float(trial["duration"])
+                if key not in refs:  # the same trial without the sound
+                    refs[key] = (await run_trial(trial, silent=True))[3]
+                ref = refs[key]
+            head, stamps, stt, history, diag = await run_trial(trial)
+            rec = analyse(trial, threshold, head, stamps, transcript_at=stt.delivered,
+                          history=history, reference_history=ref, extra=diag)
+        except Exception as exc:  # one broken trial must not lose the others
+            rec = {"id": trial["id"], "scenario": trial["scenario"], "error": f"{type(exc).__name__}: {exc}"}
+        records.append(rec)
+    return records, {str(k): v for k, v in refs.items()}

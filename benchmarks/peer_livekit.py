@@ -344,26 +344,12 @@ async def run_all(spec: dict[str, Any], impl: str = "livekit") -> dict[str, Any]
     model = silero.VAD.load(min_speech_duration=v["min_speech_duration"],
                             min_silence_duration=v["min_silence_duration"],
                             activation_threshold=v["activation_threshold"], sample_rate=v["sample_rate"])
-    refs: dict[float, list[Any]] = {}
-    trials = []
-    for trial in spec["trials"]:
-        ref = None
-        try:
-            if trial["scenario"].startswith("S9"):
-                key = float(trial["duration"])
-                if key not in refs:  # the same trial without the sound
-                    refs[key] = (await run_trial(spec, trial, model, silent=True))[3]
-                ref = refs[key]
-            head, stamps, scripted, history, diag = await run_trial(spec, trial, model)
-            rec = ps.analyse(trial, v["activation_threshold"], head, stamps, transcript_at=scripted.delivered,
-                             history=history, reference_history=ref, extra=diag)
-        except Exception as exc:  # one broken trial must not lose the others
-            rec = {"id": trial["id"], "scenario": trial["scenario"], "error": f"{type(exc).__name__}: {exc}"}
-        trials.append(rec)
+    trials, refs = await ps.run_trials(
+        spec, lambda trial, silent=False: run_trial(spec, trial, model, silent=silent))
     return {"impl": impl, "versions": ps.versions("livekit-agents", "livekit-plugins-silero", "livekit",
                                                  "onnxruntime", "trio-asyncio"),
             "settings": {**st, "forced_differences": list(FORCED)}, "trials": trials,
-            "reference_histories": {str(k): v for k, v in refs.items()}}
+            "reference_histories": refs}
 
 
 def main(argv: list[str] | None = None) -> None:
