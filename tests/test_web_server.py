@@ -12,6 +12,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -375,3 +376,36 @@ async def test_reports_are_believed_only_about_what_was_sent(autojump_clock: tri
         [message] = assistant_messages(session.history)
         assert message.interrupted
         assert message.text == " ".join(LONG.split()[:heard_words(sent)])
+
+
+class _StallingPlayer(Player):
+    """Plays like the page, but its output produces nothing for 3 s from 1 s after its
+    first tick (main-thread jank, a device switch); it keeps reporting progress."""
+
+    stall_at: float | None = None
+
+    def advance(self, now: float) -> Any:
+        if self.stall_at is None and any(s.started for s in self.segments.values()):
+            self.stall_at = now + 1.0
+        if self.stall_at is not None and self.stall_at <= now < self.stall_at + 3.0:
+            self._last = now
+            return []
+        if self.stall_at is not None and self.stall_at <= self._last < self.stall_at + 3.0 <= now:
+            self._last = self.stall_at + 3.0
+        return super().advance(now)
+
+
+async def test_a_player_that_reports_but_lags_is_waited_for(autojump_clock: trio.abc.Clock) -> None:
+    """A live player 3 s behind real time (its position frozen, then going on) is not a
+    dead one: playout ends on its own `finished`, not sink_grace after the clock's end
+    (review: done at 12.0 s with 1 s of the greeting still to play)."""
+    async with trio.open_nursery() as nursery:
+        served = await serve(nursery, fake_agent(greeting=LONG, sink_grace=2.0))
+        player = _StallingPlayer()
+        async with connect(served.url, player=player):
+            conv = await served.conversation()
+            await conv.greeting.wait_for_playout()
+            seg = player.segments[1]
+            assert seg.done and seg.played == pytest.approx(seg.received, abs=1e-3)
+            assert not conv.greeting.sink_timed_out
+        nursery.cancel_scope.cancel()

@@ -520,16 +520,21 @@ class Session:
                     return
 
     async def _await_natural_end(self, speech: SpeechHandle, playout: _Playout) -> PlaybackResult:
-        # A sink that never reports the end would wedge the queue; bound it by the
-        # audio's own length plus the grace, pushed back by the time the sink spends
-        # paused (a long pause is not a dead sink).
-        end = self._output.expected_end()
-        if end is None:  # as if it all played from now on
-            end = trio.current_time() + sum(s.captured for s in playout.segments)
-        budget = end + self.sink_grace
-        paused_before = self._output.paused_time
+        # A sink that never reports the end would wedge the queue; bound it by when
+        # the sink expects its audio to end (asked again at each deadline: a player
+        # that reports but lags pushes it back) or else the audio's own length, plus
+        # the grace, pushed back by the time spent paused (a long pause is not a dead
+        # sink), and never less than the grace from now.
+        def bound() -> float:
+            end = self._output.expected_end()
+            if end is None:  # as if it all played from now on
+                end = (start + sum(s.captured for s in playout.segments)
+                       + self._output.paused_time - paused_before)
+            # never less than the grace from the flush: the sink cannot report an end before it
+            return max(end, start) + self.sink_grace
+        start, paused_before = trio.current_time(), self._output.paused_time
         while playout.unfinished():
-            deadline = budget + (self._output.paused_time - paused_before)
+            deadline = bound()
             if trio.current_time() >= deadline:
                 break
             with trio.move_on_at(deadline):

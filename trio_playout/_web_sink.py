@@ -172,6 +172,7 @@ class _Seg:
     sent: float = 0.0  # seconds of its audio the writer took: all the player can have played
     flush_sent: bool = False  # the writer took its flush: only now may the player finish it
     clear_delivered: bool = False  # the writer took a clear for it: only now may it be cleared
+    report_sink_at: float | None = None  # sink clock of its last position report
 
 
 @dataclass
@@ -261,7 +262,14 @@ class WebSocketOutput(AudioOutput):
         pause: a page that never reports is given until then plus ``sink_grace``."""
         if not math.isfinite(self._busy_until):
             return None
-        return self._busy_until + self.paused_time
+        end = self._busy_until
+        live = [s for s in self._live() if s.rate is not None]
+        if live and live[0].report_sink_at is not None:  # the player said where it is: trust it
+            first = live[0]
+            rest = first.segment.captured - first.segment.reported_position
+            rest += sum(s.segment.captured for s in live[1:])
+            end = max(end, first.report_sink_at + rest)
+        return end + self.paused_time
 
     def playing(self) -> bool:
         """Whether the player holds audio of an unfinished segment (it was announced to it)."""
@@ -416,6 +424,7 @@ class WebSocketOutput(AudioOutput):
                     self._confirmed("clear", now)
             else:
                 segment.report_position(position)
+                st.report_sink_at = self._sink_now()
         self._signal()
 
     def _confirmed(self, kind: str, now: float) -> None:
