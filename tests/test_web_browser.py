@@ -273,8 +273,16 @@ def _check_conversation(run: Run, state: dict[str, Any], console: list[str], wav
     cleared = [r for r in reports if r["type"] == "cleared"]
     assert [r["segment"] for r in cleared] == [1], kinds
     cut = cleared[0]["position"]
-    last_pause = [r for r in reports[:reports.index(cleared[0])] if r["type"] == "paused"][-1]
-    assert last_pause["segment"] == 1 and last_pause["position"] == cut, "no sound between pause and clear"
+    before_clear = reports[:reports.index(cleared[0])]
+    last_pause = [r for r in before_clear if r["type"] == "paused"][-1]
+    resumed_after = any(r["type"] == "resumed" for r in before_clear[before_clear.index(last_pause):])
+    assert last_pause["segment"] == 1
+    if resumed_after:
+        # The pause ended first (a false interruption: on a loaded machine the STT's
+        # words can come after the timeout) and the words then stopped the playing audio.
+        assert cut >= last_pause["position"], "a segment's position never goes back"
+    else:
+        assert last_pause["position"] == cut, f"no sound between pause and clear: {kinds}"
     server_cleared = [m for m in server_reports if type(m).__name__ == "Cleared"]
     assert [(m.segment, m.position) for m in server_cleared] == [(1, cut)]
     assert not [r for r in reports[reports.index(cleared[0]):] if r.get("segment") == 1
