@@ -264,11 +264,12 @@ class WebSocketOutput(AudioOutput):
             return None
         end = self._busy_until
         live = [s for s in self._live() if s.rate is not None]
-        if live and live[0].report_sink_at is not None:  # the player said where it is: trust it
+        reported_at = live[0].report_sink_at if live else None
+        if reported_at is not None:  # the player said where it is: trust it
             first = live[0]
             rest = first.segment.captured - first.segment.reported_position
             rest += sum(s.segment.captured for s in live[1:])
-            end = max(end, first.report_sink_at + rest)
+            end = max(end, reported_at + rest)
         return end + self.paused_time
 
     def playing(self) -> bool:
