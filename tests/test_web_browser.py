@@ -274,14 +274,20 @@ def _check_conversation(run: Run, state: dict[str, Any], console: list[str], wav
     assert [r["segment"] for r in cleared] == [1], kinds
     cut = cleared[0]["position"]
     before_clear = reports[:reports.index(cleared[0])]
-    last_pause = [r for r in before_clear if r["type"] == "paused"][-1]
-    resumed_after = any(r["type"] == "resumed" for r in before_clear[before_clear.index(last_pause):])
-    assert last_pause["segment"] == 1
-    if resumed_after:
+    paused = [r for r in before_clear if r["type"] == "paused"]
+    # No pause at all: the STT's final words arrived before 0.5 s of *voiced* speech (a
+    # comma or two), and words interrupt at once (seen once in CI on Python 3.13).
+    last_pause = paused[-1] if paused else None
+    resumed_after = last_pause is not None and any(
+        r["type"] == "resumed" for r in before_clear[before_clear.index(last_pause):])
+    if last_pause is None:
+        pass
+    elif resumed_after:
         # The pause ended first (a false interruption: on a loaded machine the STT's
         # words can come after the timeout) and the words then stopped the playing audio.
         assert cut >= last_pause["position"], "a segment's position never goes back"
     else:
+        assert last_pause["segment"] == 1
         assert last_pause["position"] == cut, f"no sound between pause and clear: {kinds}"
     server_cleared = [m for m in server_reports if type(m).__name__ == "Cleared"]
     assert [(m.segment, m.position) for m in server_cleared] == [(1, cut)]
@@ -351,8 +357,9 @@ async def test_greeting_plays_and_words_interrupt_it_in_chromium(
     assert state["pauseOnSpeechStart"] is False  # offered by the server, off
     _check_conversation(run, state, console, user_wav)
     reports = state["reports"]
-    # the blip was too short to barge in: the only pause is the words'
-    assert [r["type"] for r in reports].count("paused") == 1
+    # the blip was too short to barge in: the only pause is the words' (none when their
+    # final transcript came before 0.5 s of voiced speech and interrupted at once)
+    assert [r["type"] for r in reports].count("paused") <= 1
     assert not [e for e in state["events"] if e.get("event") == "false_interruption"]
     png = await trio.Path(shot).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
