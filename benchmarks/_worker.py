@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         result["samples"] = [s.as_dict() for s in out.samples]
         result["scale"] = out.scale.as_dict() if out.scale is not None else None
         result["notes"] = out.notes
+        result["floor"] = out.floor
         result["budget_hit"] = out.budget_hit
     except BaseException as exc:
         result.update(

@@ -238,6 +238,29 @@ def _find(results: Iterable[Result], scenario: str, impl: str) -> Result | None:
     return None
 
 
+def floor_summaries(result: Result | None) -> dict[str, Summary]:
+    """The bare-trio floor a trio-native S1 worker measured after its series, per kind."""
+    raw = cast(dict[str, list[int]], (result or {}).get("floor") or {})
+    out: dict[str, Summary] = {}
+    for kind, values in raw.items():
+        summary = summarize(values)
+        if summary is not None:
+            out[kind] = summary
+    return out
+
+
+def _floor_text(result: Result | None, p50: float) -> str:
+    floors = floor_summaries(result)
+    hop = floors.get("two_hop")
+    if hop is None:
+        return ""
+    text = (f"; bare trio in the same process after the same idle: two task hops p50 "
+            f"{format_ns(hop.p50)}")
+    if "cancel_exit" in floors:
+        text += f", cancel -> nursery exit p50 {format_ns(floors['cancel_exit'].p50)}"
+    return text + f"; S1 p50 is {p50 / hop.p50:.1f}x the two-hop floor"
+
+
 def _verdicts(an: Analysis, results: Sequence[Result], grace_s: float) -> Iterable[Verdict]:
     def missing(target: str, *parts: str) -> Verdict:
         return Verdict(target, "not measured", "no samples for " + ", ".join(parts))
@@ -251,7 +274,8 @@ def _verdicts(an: Analysis, results: Sequence[Result], grace_s: float) -> Iterab
         ok = r.wait.p50 <= 100_000 and r.wait.p99 <= 1_000_000
         yield Verdict(
             t, "met" if ok else "missed",
-            f"p50 {format_ns(r.wait.p50)}, p99 {format_ns(r.wait.p99)} (N={r.wait.n})",
+            f"p50 {format_ns(r.wait.p50)}, p99 {format_ns(r.wait.p99)} (N={r.wait.n})"
+            + _floor_text(_find(results, "S1", "trio-native"), r.wait.p50),
         )
 
     # 2. bridge S1 p99 within 2x of livekit S1 p99

@@ -49,6 +49,8 @@ from benchmarks.scenarios import (
 from trio_playout.testing import FakeTTS, LLMReply, ScriptedLLM
 
 FRAME_S = 0.1
+#: bare-trio floor samples per kind after an S1 series (see _floors)
+FLOOR_N = 300
 SINK_GRACE_S = 2.0
 
 
@@ -198,6 +200,46 @@ async def _busy_loop() -> None:
         await trio.sleep(max(0.0, nxt - time.perf_counter()))
 
 
+async def _floor_sample(kind: str, idle_s: float) -> int:
+    """One window of bare trio, after the same idle as an S1 sample (see :func:`_floors`)."""
+    back, forth = trio.Event(), trio.Event()
+
+    async def worker() -> None:
+        await forth.wait()
+        back.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker if kind == "two_hop" else trio.sleep_forever)
+        await trio.sleep(0.001)  # one poll for playback start, as in one_sample
+        await trio.sleep(idle_s)
+        t0 = now_ns()
+        if kind == "two_hop":
+            forth.set()
+            await back.wait()
+            return now_ns() - t0
+        nursery.cancel_scope.cancel()
+    return now_ns() - t0
+
+
+async def _floors(n: int, idle_s: float) -> dict[str, list[int]]:
+    """The floor under S1 on this machine, in the same process after the same idle.
+
+    ``two_hop``: one ``Event.set()`` wakes a worker task, which sets an event the
+    caller waits on (the least any "interrupt, the speech's task stops the audio,
+    the waiter returns" can cost on trio: two task steps). ``cancel_exit``: cancel a
+    nursery whose child sleeps, until the nursery has exited (Cancelled raised and
+    collected). Both right after an idle as long as an S1 sample's, because a
+    loop that slept pays for cold caches: hot, these take a few microseconds.
+    """
+    out: dict[str, list[int]] = {"two_hop": [], "cancel_exit": []}
+    for i in range(n + 5):  # 5 discarded
+        for kind, samples in out.items():
+            ns = await _floor_sample(kind, idle_s)
+            if i >= 5:
+                samples.append(ns)
+    return out
+
+
 async def _series(cfg: WorkerConfig) -> RunOutput:
     sc = cfg.scenario
     out = RunOutput()
@@ -229,6 +271,8 @@ async def _series(cfg: WorkerConfig) -> RunOutput:
         await run_block(sc, cfg.n, sc.fresh_session, cfg.observe_s, True,
                         time.monotonic() + cfg.budget_s)
         nursery.cancel_scope.cancel()
+    if sc.id == "S1" and not out.budget_hit:
+        out.floor = await _floors(min(cfg.n, FLOOR_N), interrupt_offset(sc))
     return out
 
 

@@ -195,6 +195,8 @@ class RunOutput:
     notes: list[str] = field(default_factory=list)
     budget_hit: bool = False
     skipped: str | None = None
+    #: bare-runtime windows measured in the same process (ns per kind), if any
+    floor: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

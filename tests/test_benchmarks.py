@@ -104,6 +104,23 @@ def test_every_configuration_has_samples_or_a_reason(
                     assert all(s["wait_ns"] is not None for s in r["samples"])
 
 
+def test_trio_s1_worker_measures_the_bare_trio_floor_and_the_report_shows_it(
+    quick_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    out, doc, _ = quick_run
+    (s1,) = [r for r in doc["results"] if r["scenario"] == "S1" and r["impl"] == "trio-native"]
+    assert set(s1["floor"]) == {"two_hop", "cancel_exit"}
+    for values in s1["floor"].values():
+        assert len(values) == len(s1["samples"])  # quick N is below the floor's cap
+        assert all(isinstance(v, int) and v > 0 for v in values)
+    # other implementations measure no floor
+    assert all(not r.get("floor") for r in doc["results"] if r is not s1)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## The floor under S1 on this machine" in report
+    (verdict,) = [v for v in doc["verdicts"] if v["target"].startswith("trio-native S1")]
+    assert "two-hop floor" in verdict["detail"]
+
+
 def test_asyncio_processes_never_imported_trio_asyncio(
     quick_run: tuple[Path, dict[str, Any], str],
 ) -> None:
