@@ -70,10 +70,9 @@ in the tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
-from livekit import rtc
 from livekit.agents import llm as lk_llm
 from livekit.agents import stt as lk_stt
 from livekit.agents import tts as lk_tts
@@ -81,15 +80,29 @@ from livekit.agents import vad as lk_vad
 from livekit.agents.types import (
     DEFAULT_API_CONNECT_OPTIONS,
     NOT_GIVEN,
-    USERDATA_TIMED_TRANSCRIPT,
     APIConnectOptions,
     NotGivenOr,
 )
 
 import trio_playout as tp
 
+# The conversions live in _adapt_chat, _adapt_audio and _adapt_vad; this module keeps
+# the adapters and their factories. They look the conversions up here, in this module's
+# namespace, so that replacing one here (benchmarks.bridge_adapters wraps
+# from_chat_chunk, tests replace plugin_thresholds) still reaches the adapters.
+from ._adapt_audio import _is_end_marker, _push_frame, _WordLocator
+from ._adapt_audio import from_rtc_frame as from_rtc_frame
+from ._adapt_audio import from_speech_event as from_speech_event
+from ._adapt_audio import to_rtc_frame as to_rtc_frame
+from ._adapt_chat import from_chat_chunk as from_chat_chunk
+from ._adapt_chat import to_chat_context as to_chat_context
+from ._adapt_chat import to_livekit_tools as to_livekit_tools
 from ._adapt_errors import provider_error
 from ._adapt_stream import CLOSE_TIMEOUT, lk_events
+from ._adapt_vad import Thresholds as Thresholds
+from ._adapt_vad import VoicedTime as VoicedTime
+from ._adapt_vad import from_vad_event as from_vad_event
+from ._adapt_vad import plugin_thresholds as plugin_thresholds
 
 __all__ = ["LivekitLLM", "LivekitSTT", "LivekitTTS", "LivekitVAD", "llm", "stt", "tts", "vad"]
 
@@ -97,57 +110,6 @@ logger = logging.getLogger("bridge")
 
 
 # -- LLM --------------------------------------------------------------------------------
-
-
-async def _never_called(raw_arguments: dict[str, object]) -> None:
-    """Body of the raw tools we hand livekit: the trio session runs the calls itself."""
-    raise RuntimeError("a bridged tool schema was called by livekit; the trio session runs tools")
-
-
-def to_chat_context(history: Sequence[tp.ChatItem], instructions: str | None = None) -> lk_llm.ChatContext:
-    """Our history as a livekit ``ChatContext``, in order.
-
-    Empty messages are left out (an assistant reply interrupted before its first
-    word; providers reject empty content). An output's tool name, which livekit's
-    item carries and ours does not, comes from its call.
-    """
-    items: list[Any] = []
-    if instructions:
-        items.append(lk_llm.ChatMessage(role="system", content=[instructions]))
-    names: dict[str, str] = {}
-    for item in history:
-        if isinstance(item, tp.ChatMessage):
-            if item.text:
-                items.append(lk_llm.ChatMessage(role=item.role, content=[item.text],
-                                                interrupted=item.interrupted))
-        elif isinstance(item, tp.FunctionCall):
-            names[item.call_id] = item.name
-            items.append(lk_llm.FunctionCall(call_id=item.call_id, name=item.name,
-                                             arguments=item.arguments))
-        elif isinstance(item, tp.FunctionCallOutput):
-            items.append(lk_llm.FunctionCallOutput(call_id=item.call_id, name=names.get(item.call_id, ""),
-                                                   output=item.output, is_error=item.is_error))
-        else:  # pragma: no cover - the history holds only the three kinds
-            raise TypeError(f"unknown history item {item!r}")
-    return lk_llm.ChatContext(items)
-
-
-def to_livekit_tools(tools: Sequence[tp.FunctionTool]) -> list[lk_llm.Tool]:
-    """Our tools as livekit raw function tools: name, description and our JSON schema."""
-    return [lk_llm.function_tool(_never_called, raw_schema=tool.to_schema()) for tool in tools]
-
-
-def from_chat_chunk(chunk: lk_llm.ChatChunk) -> Iterable[tp.LLMChunk]:
-    """A livekit ``ChatChunk`` as our chunks: its text first, then its (whole) tool calls."""
-    delta = chunk.delta
-    if delta is None:
-        return ()
-    out: list[tp.LLMChunk] = []
-    if delta.content:
-        out.append(tp.TextDelta(delta.content))
-    for call in delta.tool_calls:
-        out.append(tp.ToolCall(name=call.name, arguments=call.arguments, call_id=call.call_id or None))
-    return out
 
 
 class LivekitLLM:
@@ -194,59 +156,6 @@ def llm(lk: lk_llm.LLM[Any], *, instructions: str | None = None,
 # -- TTS --------------------------------------------------------------------------------
 
 
-def from_rtc_frame(frame: rtc.AudioFrame) -> tp.AudioFrame:
-    """A livekit ``rtc.AudioFrame`` (native-endian int16, little-endian on every platform
-    livekit ships wheels for) as our frame."""
-    data = bytes(frame.data.cast("B"))[: 2 * frame.samples_per_channel * frame.num_channels]
-    return tp.AudioFrame(data, frame.sample_rate, frame.num_channels)
-
-
-def to_rtc_frame(frame: tp.AudioFrame) -> rtc.AudioFrame:
-    """Our frame as a livekit ``rtc.AudioFrame``."""
-    return rtc.AudioFrame(frame.data, frame.sample_rate, frame.num_channels, frame.samples_per_channel)
-
-
-class _WordLocator:
-    """Turns livekit's timed words into :class:`~trio_playout.WordTiming` over ``text``.
-
-    livekit gives each word's text and times (seconds from the start of the
-    synthesis); we need its character span in the text we sent. Words are found by
-    searching forward from the end of the previous one; a word not found (the TTS
-    normalized it: "10" spoken as "ten") is skipped, so the heard text is cut at the
-    last word that could be placed, never past it.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.cursor = 0
-
-    def words(self, frame: rtc.AudioFrame) -> tuple[tp.WordTiming, ...]:
-        timed = frame.userdata.get(USERDATA_TIMED_TRANSCRIPT) or ()
-        out: list[tp.WordTiming] = []
-        for word in timed:
-            start, end = getattr(word, "start_time", NOT_GIVEN), getattr(word, "end_time", NOT_GIVEN)
-            token = str(word).strip()
-            if not token or not isinstance(start, (int, float)):
-                continue
-            at = self.text.find(token, self.cursor)
-            if at < 0:
-                continue
-            self.cursor = at + len(token)
-            stop = float(end) if isinstance(end, (int, float)) else float(start)
-            out.append(tp.WordTiming(float(start), stop, at, self.cursor))
-        return tuple(out)
-
-
-def _is_end_marker(frame: rtc.AudioFrame) -> bool:
-    """livekit's end-of-segment marker: 10 ms of zeros that its ``AudioEmitter`` adds when
-    the segment's audio was all sent already. It is not the provider's audio and would
-    lengthen every sentence by 10 ms, so the TTS adapter drops it (unless it carries
-    timed words, which must not be lost)."""
-    return (frame.samples_per_channel == frame.sample_rate // 100
-            and not frame.userdata.get(USERDATA_TIMED_TRANSCRIPT)
-            and not any(frame.data.cast("B")))
-
-
 class LivekitTTS:
     """trio_playout's :class:`~trio_playout.TTS` over a livekit ``tts.TTS`` (see :func:`tts`)."""
 
@@ -289,25 +198,6 @@ def tts(lk: lk_tts.TTS[Any], *, conn_options: APIConnectOptions = DEFAULT_API_CO
 
 # -- STT and VAD ------------------------------------------------------------------------
 
-
-def _push_frame(stream: Any, frame: tp.AudioFrame) -> None:
-    stream.push_frame(to_rtc_frame(frame))
-
-
-_TRANSCRIPT_KINDS = {
-    lk_stt.SpeechEventType.FINAL_TRANSCRIPT: True,
-    lk_stt.SpeechEventType.INTERIM_TRANSCRIPT: False,
-    lk_stt.SpeechEventType.PREFLIGHT_TRANSCRIPT: False,
-}
-
-
-def from_speech_event(event: lk_stt.SpeechEvent) -> Iterable[tp.Transcript]:
-    """A livekit ``SpeechEvent`` as our transcript (its first alternative), if it is one."""
-    final = _TRANSCRIPT_KINDS.get(event.type)
-    if final is None or not event.alternatives:
-        return ()
-    text = event.alternatives[0].text.strip()
-    return (tp.Transcript(text, final=final),) if text else ()
 
 
 class LivekitSTT:
@@ -353,102 +243,6 @@ def stt(lk: lk_stt.STT[Any], *, vad: lk_vad.VAD | None = None, language: NotGive
             raise TypeError(f"vad= takes a livekit vad.VAD, got {type(vad).__name__}")
         lk = lk_stt.StreamAdapter(stt=lk, vad=vad)
     return LivekitSTT(lk, language=language, conn_options=conn_options)
-
-
-_VAD_TYPES = {
-    lk_vad.VADEventType.START_OF_SPEECH: tp.VADEventType.START_OF_SPEECH,
-    lk_vad.VADEventType.INFERENCE_DONE: tp.VADEventType.INFERENCE,
-    lk_vad.VADEventType.END_OF_SPEECH: tp.VADEventType.END_OF_SPEECH,
-}
-
-
-def from_vad_event(event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
-    """A livekit ``VADEvent`` as ours, durations as the plugin counts them (frames dropped).
-    Used only for a plugin whose thresholds are unknown (see :func:`vad`)."""
-    kind = _VAD_TYPES.get(event.type)
-    if kind is None:
-        return ()
-    return (tp.VADEvent(kind, float(event.timestamp), speech_duration=float(event.speech_duration),
-                        silence_duration=float(event.silence_duration),
-                        probability=float(event.probability)),)
-
-
-Thresholds = tuple[float, float]  # (activation, deactivation)
-
-
-def plugin_thresholds(lk: lk_vad.VAD) -> Thresholds | None:
-    """The thresholds the plugin decides with now (so its ``update_options`` is followed),
-    or None. livekit's Silero keeps them in its options object (``_opts``, private)."""
-    opts = getattr(lk, "_opts", None)
-    act, deact = getattr(opts, "activation_threshold", None), getattr(opts, "deactivation_threshold", None)
-    if isinstance(act, (int, float)) and isinstance(deact, (int, float)):
-        return float(act), float(deact)
-    return None
-
-
-class VoicedTime:
-    """One stream's livekit VAD events, re-measured in trio_playout's meaning.
-
-    livekit's Silero counts ``speech_duration`` from its start of speech to now,
-    through the trailing ``min_silence_duration`` (0.55 s), and keeps
-    ``silence_duration`` at 0 until its end of speech (only ``END_OF_SPEECH`` takes
-    the trailing silence off). Passed on as is, a 0.3 s "hmm" reaches
-    ``min_interruption_duration`` (0.5 s) and a provisional pause waits for the end
-    of speech. :class:`~trio_playout.VADEvent` means the voiced time and the silence
-    run since the voice was last heard (as ``trio_playout.silero`` reports). Mapping:
-
-    * Each ``INFERENCE_DONE`` is one window, as long as the step of the plugin's
-      ``timestamp``. It is voiced when its ``probability`` (the smoothed value the
-      plugin decides on) is ``>= activation``, or ``> deactivation`` while the
-      plugin's speech is on: the plugin's own rule and thresholds, so exactly the
-      windows livekit counts as speech. livekit sends a window's ``INFERENCE_DONE``
-      before the start or end it causes, so "on" is the state before the window.
-    * ``speech_duration``: 0 outside a speech. ``START_OF_SPEECH`` carries the run of
-      voiced windows that started it; each voiced window in the speech adds its
-      length, an unvoiced one nothing. ``END_OF_SPEECH`` carries the voiced time.
-    * ``silence_duration``: 0 at the start and on each voiced window in the speech,
-      growing by each unvoiced one, through the end of speech and after it; outside
-      a speech it grows on every window (as livekit's does there).
-    * Order and timestamps stay the plugin's (an ``INFERENCE`` agrees with the last
-      start or end before it); ``START``/``END`` carry the last window's probability.
-    """
-
-    def __init__(self, thresholds: Callable[[], Thresholds | None]) -> None:
-        self._thresholds = thresholds
-        self.speaking = False  # between the plugin's START and END
-        self.voiced = 0.0
-        self.silence = 0.0
-        self._run = 0.0  # voiced windows in a row outside speech (what a START counts)
-        self._timestamp = self._probability = 0.0
-
-    def convert(self, event: lk_vad.VADEvent) -> Iterable[tp.VADEvent]:
-        kind, thresholds = _VAD_TYPES.get(event.type), self._thresholds()
-        if kind is None or thresholds is None:
-            return from_vad_event(event)
-        ts = float(event.timestamp)
-        if kind is tp.VADEventType.INFERENCE:
-            self._window(ts, float(event.probability), thresholds)
-            return (tp.VADEvent(kind, ts, self.voiced if self.speaking else 0.0, self.silence,
-                                self._probability),)
-        if kind is tp.VADEventType.START_OF_SPEECH:
-            # the run is the plugin's debounce (with thresholds of its own, its count)
-            self.voiced, self._run = self._run or float(event.speech_duration), 0.0
-            self.speaking, self.silence = True, 0.0
-            return (tp.VADEvent(kind, ts, self.voiced, 0.0, self._probability),)
-        voiced, self.speaking, self.voiced, self._run = self.voiced, False, 0.0, 0.0
-        return (tp.VADEvent(kind, ts, voiced, self.silence, self._probability),)
-
-    def _window(self, ts: float, probability: float, thresholds: Thresholds) -> None:
-        length, self._timestamp, self._probability = max(ts - self._timestamp, 0.0), ts, probability
-        activation, deactivation = thresholds
-        voiced = probability >= activation or (self.speaking and probability > deactivation)
-        if self.speaking and voiced:
-            self.voiced += length
-            self.silence = 0.0
-        else:
-            self.silence += length
-            if not self.speaking:
-                self._run = self._run + length if voiced else 0.0
 
 
 class LivekitVAD:
