@@ -252,7 +252,7 @@ def floor_summaries(result: Result | None) -> dict[str, Summary]:
 def _floor_text(result: Result | None, p50: float) -> str:
     floors = floor_summaries(result)
     hop = floors.get("two_hop")
-    if hop is None:
+    if hop is None or hop.p50 <= 0:
         return ""
     text = (f"; bare trio in the same process after the same idle: two task hops p50 "
             f"{format_ns(hop.p50)}")

@@ -178,8 +178,8 @@ def _floor_lines(results: Sequence[Mapping[str, object]], an: Analysis) -> list[
         "", "## The floor under S1 on this machine", "",
         "Measured by the trio-native S1 worker after its series, in the same process and "
         "after the same idle as an S1 sample (the interrupt offset). A loop that slept "
-        "runs its next few hundred microseconds on cold caches (hot, the same windows "
-        "take a fraction of this), so these rows, not zero, are what S1 is compared with.",
+        "runs its next few hundred microseconds on cold caches, so these rows, not zero, are "
+        "what S1 is compared with.",
         "", _md(rows, ["window", "N", "min", "p50", "p90", "p99", "max"]),
     ]
 

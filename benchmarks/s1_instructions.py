@@ -2,10 +2,12 @@
 
 ``python -m benchmarks.s1_instructions`` (needs valgrind with its headers, gcc and
 the Python headers; Linux). Wall-clock S1 figures move with the machine's load and
-with how cold the caches are after the loop slept; an instruction count does not:
-the same code and inputs give the same count whatever else the machine runs. So
+with how cold the caches are after the loop slept; an instruction count barely
+does: whatever else the machine runs, the same code gives nearly the same count
+(gc is off in the windows, as in the S1 worker, and the hash seed fixed; trio's
+random batch order and the clock still move it by a fraction of a percent). So
 this is the yardstick for cuts on the interrupt path, next to the real-clock S1 of
-``python -m benchmarks``.
+``python -m benchmarks``. Last output: ``benchmarks/results/s1_instructions.txt``.
 
 It builds a tiny extension (into a temporary directory) whose one function flips
 callgrind's collection, then runs, under ``valgrind --tool=callgrind
@@ -48,9 +50,11 @@ PyMODINIT_FUNC PyInit__cgtoggle(void) { return PyModule_Create(&def); }
 
 # Runs inside valgrind: argv = kind, K, [module:qual].
 _CHILD = r"""
-import importlib, sys
+import gc, importlib, sys
 import trio
 import _cgtoggle
+gc.collect()
+gc.disable()  # as the S1 worker does: no collection inside a counted window
 kind, k = sys.argv[1], int(sys.argv[2])
 target = sys.argv[3] if len(sys.argv) > 3 else None
 WARM = 3
@@ -134,12 +138,16 @@ def _count(tmp: Path, kind: str, k: int, target: str | None = None) -> float:
     script.write_text(_CHILD, encoding="utf-8")
     root = Path(__file__).resolve().parents[1]
     env_path = f"{tmp}:{root}"
-    cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind not found")
+    cmd = [valgrind, "--tool=callgrind", "--collect-atstart=no",
            f"--callgrind-out-file={tmp / 'cg.out'}", sys.executable, str(script), kind, str(k)]
     if target:
         cmd.append(target)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin",
+                               "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:
         raise RuntimeError(f"valgrind run failed ({kind}): {proc.stderr[-2000:]}")
     match = re.search(r"Collected : ([\d,]+)", proc.stderr)
@@ -155,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--function", action="append", default=[], metavar="MODULE:QUAL",
                    help="also count inside this synchronous function, per window")
     args = p.parse_args(argv)
+    if args.k < 1:
+        p.error("-k must be at least 1")
     for tool in ("valgrind", "gcc"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: this benchmark needs valgrind and gcc", file=sys.stderr)

@@ -206,11 +206,12 @@ def source_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
             proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-            return proc.stdout.strip()
+            return proc.stdout  # not stripped: porcelain lines start with a status column
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": git("rev-parse", "HEAD"),
-            "modified": [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
+    return {"commit": git("rev-parse", "HEAD").strip(),
+            "modified": [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no").splitlines()
+                         if len(ln) > 3]}
 
 
 def load_average() -> list[float] | None:

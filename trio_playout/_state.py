@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 This module holds every rule about *what may happen next*; the trio layer
-(``_speech.py``, ``_session.py``) only asks it and then acts. Nothing here awaits,
+(``_speech.py``, ``_session.py``, ``_step_audio.py``) only asks it and then acts. Nothing here awaits,
 so each rule is tested with plain function calls.
 
 A speech moves through these phases::
