@@ -1,6 +1,6 @@
 """Shared parts of the voice-peer processes (``benchmarks.peer_*``): the fake sink's
 play head, the marked TTS audio, the paced microphone's frames, and the analysis of
-one trial into the OUT.json record of the contract (/work/notes/PEER_CONTRACT.md).
+one trial into the OUT.json record of the contract (``benchmarks/PEERS.md``).
 
 Framework-neutral on purpose (numpy and the standard library only): each peer wraps
 :class:`PlayHead` in its framework's sink class and calls it with

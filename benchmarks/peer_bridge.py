@@ -1,7 +1,7 @@
 """Voice peer ``bridge``: the livekit peer's AgentSession hosted by our bridge.
 
 ``python -m benchmarks.peer_bridge --spec SPEC.json --out OUT.json`` (the contract in
-/work/notes/PEER_CONTRACT.md). The very same code as :mod:`benchmarks.peer_livekit`
+``benchmarks/PEERS.md``). The very same code as :mod:`benchmarks.peer_livekit`
 (its fakes, its paced input, its pausable speaker, one fresh ``AgentSession`` per
 trial), run as an asyncio task on the bridge's trio-asyncio loop (``bridge.run``,
 trio first): what hosting livekit on trio costs the user's voice. No trio tool runs

@@ -1,7 +1,7 @@
 """Voice peer ``livekit``: a stock livekit-agents ``AgentSession`` with its Silero VAD.
 
 ``python -m benchmarks.peer_livekit --spec SPEC.json --out OUT.json`` (the contract in
-/work/notes/PEER_CONTRACT.md). One fresh ``AgentSession`` per trial, on plain asyncio:
+``benchmarks/PEERS.md``). One fresh ``AgentSession`` per trial, on plain asyncio:
 
 - the user's audio through the public input API (``session.input.audio``, an
   ``io.AudioInput`` paced on the real clock);

@@ -1,7 +1,7 @@
 """Voice peer ``trio``: trio_playout with :class:`trio_playout.silero.SileroVAD`.
 
 ``python -m benchmarks.peer_trio --spec SPEC.json --out OUT.json`` (the contract in
-/work/notes/PEER_CONTRACT.md). One fresh :func:`trio_playout.open_session` per
+``benchmarks/PEERS.md``). One fresh :func:`trio_playout.open_session` per
 trial, on trio's real clock: the WAV paced in 20 ms frames, the Silero VAD inline
 (shared onnxruntime session, livekit-plugins-silero's model file), a scripted STT
 on the same clock, an instant LLM, a TTS producing marked frames at once, and a

@@ -103,3 +103,24 @@ def test_trio_native_behaviour(quick_run: tuple[Path, dict[str, Any]]) -> None:
     for key in ("livekit/fast", "bridge/fast"):
         s10 = next(t for t in doc["results"][key]["trials"] if t["scenario"] == "S10")
         assert s10["error"] is None and s10["replies"] == 1, (key, s10)
+
+
+def test_report_only_renders_the_same_report_from_results_json(
+    quick_run: tuple[Path, dict[str, Any]], tmp_path: Path,
+) -> None:
+    out, _doc = quick_run
+    for name in ("results.json", "report.md"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    (tmp_path / "report.md").write_text("stale", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.voice_peers", "--report-only", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the run's own environment is kept, so the report comes out as it was written
+    assert (tmp_path / "report.md").read_text(encoding="utf-8") == (out / "report.md").read_text(
+        encoding="utf-8")
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "results.json").read_text(encoding="utf-8") == (out / "results.json").read_text(
+        encoding="utf-8")
