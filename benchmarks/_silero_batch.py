@@ -1,6 +1,6 @@
 """Would batching the Silero model pay? Its cost per window when B windows share one call.
 
-``python -m benchmarks._silero_batch`` (``--quick`` for a smoke run), also section 5
+``python -m benchmarks._silero_batch`` (``--quick`` for a smoke run), also section 6
 of ``python -m benchmarks.voice_cost``. The model is the one ``trio_playout.silero``
 loads, in the session it makes (:func:`trio_playout.silero.new_session`: one thread,
 sequential, no spinning); nothing in ``trio_playout`` is changed.
@@ -231,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-calls", type=int, default=None, help="timed calls per batch size at least (500)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
-    from benchmarks.voice_cost import _signal
+    from benchmarks._voice_cost_common import speech_signal
     from trio_playout.silero import new_session
 
-    signal, source = _signal()
+    signal, source = speech_signal()
     print(f"Silero batching ({source}; {len(signal) / 16000:.1f} s of 16 kHz audio)")
     doc = run(new_session(), signal, quick=args.quick, windows=args.windows, min_calls=args.min_calls)
     doc["source"] = source

@@ -4,15 +4,15 @@
 subprocess, in its own process, and prints its K beside trio-native's). Plain
 asyncio, no trio: K asyncio tasks, each a microphone paced on the real clock (20 ms
 frames at 16 kHz, the same audio and the same per-conversation offsets as
-:func:`benchmarks.voice_cost.run_trial`, start times staggered the same way),
+:func:`benchmarks._voice_cost_trio.run_trial`, start times staggered the same way),
 pushing into its own stream of the stock ``livekit.plugins.silero`` VAD, loaded once
 with ``silero.VAD.load(...)`` and the same options as ``trio_playout``'s
 ``SileroVAD()`` defaults. A window is *decided* when its ``INFERENCE_DONE`` event
 reaches the conversation's consumer (``async for event in stream``); its lag is that
 clock time minus the time the frame completing the window was delivered (the
 window's end is the event's ``samples_index`` at 16 kHz), as on the trio side. The
-same K search and the same verdict (:func:`benchmarks.voice_cost.search`,
-:func:`benchmarks.voice_cost.judge`).
+same K search and the same verdict (:func:`benchmarks._voice_cost_common.search`,
+:func:`benchmarks._voice_cost_common.judge`).
 
 The process is pinned to one CPU by default (``--cpu``, default the last one it may
 use; ``--no-pin`` to leave it free): the plugin runs every window in the loop's
@@ -36,7 +36,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import voice_cost as vc
+from benchmarks import _voice_cost_common as vc
 from benchmarks.stats import summarize
 
 DIFFERENCES = [
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         signal = np.load(args.signal)
         source = args.source or args.signal
     else:
-        signal, source = vc._signal()
+        signal, source = vc.speech_signal()
     env = vc.environment()
     setup = plugin_setup(vad)
     print(f"   livekit {env['versions']}: one VAD.load(), K streams; {setup['executor_threads']} executor "

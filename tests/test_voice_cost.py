@@ -2,9 +2,10 @@
 
 Runs the real benchmark once in a tiny configuration (K = 1..2, 0.6 s of audio per
 conversation, a lag bound nobody misses) in a subprocess, which runs the livekit
-side in its own process, and checks the report's structure: both sides searched K
-the same way over the same number of windows, the comparison and the batching
-section are there, and the batched model's outputs equal the unbatched ones. The
+side in its own process, and checks the report's structure: the three sides
+(trio-native, trio-native with a SileroBatcher, livekit) searched K the same way
+over the same number of windows, the comparisons and the batching section are
+there, and the batched model's outputs equal the unbatched ones. The
 K search and the verdict are checked on made-up trials. No timing asserts: the
 machine is shared (the older piece-by-piece smoke test is in ``test_silero.py``).
 """
@@ -110,7 +111,12 @@ def test_side_by_side_structure(tiny_run: tuple[Path, dict[str, Any], str]) -> N
     lk = doc["livekit"]
     assert "held" in lk, lk
     assert lk["trio_imported"] is False  # its own process, plain asyncio
-    for trials in (doc["trials"], lk["trials"]):
+    batched = doc["batched"]
+    assert (batched["max_batch"], batched["max_wait"]) == (16, 0.002) and batched["held"] == 2
+    for t in batched["trials"]:
+        extra = t["extra"]
+        assert extra["batches"] > 0 and 1.0 <= extra["mean_batch"] <= extra["largest_batch"] <= 2
+    for trials in (doc["trials"], batched["trials"], lk["trials"]):
         assert [t["k"] for t in trials] == [1, 2]
         assert [t["windows"] for t in trials] == [k * WINDOWS_PER_CONVERSATION for k in (1, 2)]
         for t in trials:
@@ -126,9 +132,21 @@ def test_side_by_side_structure(tiny_run: tuple[Path, dict[str, Any], str]) -> N
     assert lk["plugin"]["onnxruntime"]["intra_op_num_threads"] == 1
     assert doc["batch"]["matched"] is True
     assert [r["batch"] for r in doc["batch"]["rows"]] == [0, 1, 2, 4, 8, 16, 32, 64]
-    assert set(doc["loadavg"]) >= {"start", "trio", "livekit", "batch", "end"}
-    assert "ratio 1.00x" in stdout
+    assert set(doc["loadavg"]) >= {"start", "trio", "batched", "livekit", "batch", "end"}
+    bc = doc["batched_comparison"]
+    assert (bc["batched_k"], bc["trio_k"], bc["livekit_k"]) == (2, 2, 2)
+    assert bc["vs_trio"] == bc["vs_livekit"] == 1.0
+    assert "ratio 1.00x" in stdout and "batched/unbatched 1.00x" in stdout
     md = (out / "voice_cost.md").read_text(encoding="utf-8")
-    for heading in ("## Side by side", "## trio-native trials", "## livekit trials",
-                    "## Batching the model", "What the plugin forces differently"):
+    for heading in ("## Side by side", "## trio-native trials", "## trio-native, batched (",
+                    "## livekit trials", "## Batching the model", "What the plugin forces differently",
+                    "**Batched, trio-native"):
         assert heading in md, heading
+    assert "| trio-native, batched (`SileroBatcher`, max_batch 16, max_wait 2 ms) | 2 |" in md
+
+
+def test_a_batched_trial_runs_and_counts() -> None:
+    signal = np.zeros(16000 * 2, dtype=np.float32)
+    trial = vc.run_trial(3, signal, seconds=0.5, max_lag=10.0, batch=(2, 0.002))
+    assert trial.k == 3 and trial.windows == 3 * int(0.5 / 0.032)
+    assert trial.extra["largest_batch"] <= 2 and trial.extra["batches"] >= trial.windows / 2

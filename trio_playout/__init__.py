@@ -22,6 +22,7 @@ from ._events import (
     UserTurnCompleted,
 )
 from ._exceptions import (
+    BatcherClosedError,
     CircularWaitError,
     InterruptionNotAllowed,
     InvalidToolArguments,
@@ -63,6 +64,7 @@ __all__ = [
     "AgentStateChanged",
     "AudioFrame",
     "AudioOutput",
+    "BatcherClosedError",
     "ChatItem",
     "ChatMessage",
     "CircularWaitError",

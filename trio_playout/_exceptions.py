@@ -17,6 +17,7 @@ The tree::
     ├── PauseNotSupported(NotImplementedError) pause() on a sink whose can_pause is False
     ├── VoiceOptionsError(ValueError)         a bad option to a VAD, STT or TTS provider
     ├── ModelNotFoundError(FileNotFoundError)  a model file is not installed (never downloaded)
+    ├── BatcherClosedError(RuntimeError)      a SileroBatcher not running (not started, or closed)
     ├── SpeechEngineError(RuntimeError)       a speech engine is missing or failed
     ├── ToolDefinitionError(TypeError)        @function_tool on something that is not a tool
     ├── ProviderError                         an LLM, TTS or STT provider failed (retryable, status_code)
@@ -32,6 +33,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "BatcherClosedError",
     "CircularWaitError",
     "InterruptionNotAllowed",
     "InvalidToolArguments",
@@ -143,6 +145,17 @@ class ModelNotFoundError(PlayoutError, FileNotFoundError):
     Install the extra that ships it (``pip install 'trio-playout[vad]'`` for Silero)
     or pass the file explicitly (``model_path=``). Models are never downloaded at run
     time.
+    """
+
+
+class BatcherClosedError(PlayoutError, RuntimeError):
+    """A :class:`~trio_playout.silero.SileroBatcher` is not running: not started yet, or closed.
+
+    Raised in a stream that hands it a window then, and in every stream whose window
+    was waiting when it closed (its ``async with`` block ended, its ``serve`` task
+    was cancelled, or its model failed: then ``__cause__`` is the model's error).
+    Run the streams inside the batcher's ``async with`` block, or start it first
+    with ``await nursery.start(batcher.serve)``.
     """
 
 

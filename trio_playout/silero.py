@@ -13,7 +13,15 @@ through ``trio.to_thread`` took 0.25 ms at p50 and 4 ms at p99 against 0.14 and
 ``trio.testing.MockClock``: with a worker thread the clock would autojump while the
 thread computes, and tests in virtual time would see the model take arbitrary time.
 Run one conversation's VAD per task; ``python -m benchmarks.voice_cost`` measures
-how many fit on a core (about 110-160 on this 2 vCPU machine class).
+how many fit on a core in real time (200-250 on this 2 vCPU machine class in the
+last runs, the load of other processes moving it; 288 with a batcher).
+
+Batching (opt-in, :class:`SileroBatcher`): with many conversations in one process,
+``SileroVAD(..., batcher=batcher)`` streams hand their windows to a batcher that
+runs up to ``max_batch`` of them in one model call (about 35 us per window at 16
+instead of about 77 us alone, the same probabilities to the bit), at the price of up
+to ``max_wait`` (default 2 ms) more latency per window and a longer stall of the
+trio thread per call (about 0.6 ms at 16). See :mod:`trio_playout._silero_batcher`.
 
 Model I/O (read from the model itself, :class:`SileroModel`): ``input`` is a
 ``(1, context + window)`` float32 batch (512 samples plus the previous 64 at 16 kHz,
@@ -91,9 +99,10 @@ from ._audio import AudioFrame
 from ._exceptions import ModelNotFoundError, VoiceOptionsError
 from ._input import VADEvent, VADEventType
 from ._resample import FloatArray, StreamResampler, pcm16_to_float_mono
+from ._silero_batcher import BatchedSileroModel, BatcherClosedError, SileroBatcher
 
-__all__ = ["ModelNotFoundError", "SileroModel", "SileroVAD", "SpeechDetector", "VoiceOptionsError",
-           "find_model", "new_session", "shared_session"]
+__all__ = ["BatchedSileroModel", "BatcherClosedError", "ModelNotFoundError", "SileroBatcher", "SileroModel",
+           "SileroVAD", "SpeechDetector", "VoiceOptionsError", "find_model", "new_session", "shared_session"]
 
 MODEL_NAME = "silero_vad.onnx"
 _DIST = "livekit-plugins-silero"
@@ -279,6 +288,22 @@ def _check_probability(name: str, value: float) -> float:
     return float(value)
 
 
+def _check_batcher(batcher: SileroBatcher, sample_rate: int, model_path: str | Path | None,
+                   share_session: bool) -> None:
+    if not isinstance(batcher, SileroBatcher):
+        raise VoiceOptionsError(f"batcher must be a SileroBatcher, got {type(batcher).__name__}")
+    if not share_session:
+        raise VoiceOptionsError("share_session=False and batcher= exclude each other: "
+                                "a batcher runs every stream in its one session")
+    if sample_rate != batcher.sample_rate:
+        raise VoiceOptionsError(f"sample_rate={sample_rate} but the batcher runs the model at "
+                                f"{batcher.sample_rate} Hz: give each rate its own SileroBatcher")
+    path = (Path(model_path) if model_path is not None else find_model()).resolve()
+    if path != batcher.model_path:
+        raise VoiceOptionsError(f"model file {path} but the batcher runs {batcher.model_path}: "
+                                "give each model file its own SileroBatcher")
+
+
 class SileroVAD:
     """The :class:`~trio_playout.VAD` protocol with the Silero model (livekit's defaults).
 
@@ -290,6 +315,12 @@ class SileroVAD:
     (:func:`shared_session`) unless ``share_session=False``. Bad options raise
     :class:`VoiceOptionsError` (a ``ValueError``); a missing model raises
     :class:`ModelNotFoundError`.
+
+    ``batcher``: a :class:`SileroBatcher` to run the streams' windows in shared model
+    calls (opt-in; up to its ``max_wait`` more latency per window). It must run the
+    same model file at the same ``sample_rate`` (else :class:`VoiceOptionsError`),
+    and it must be running while the streams run (else they raise
+    :class:`BatcherClosedError`). Without one, each window runs inline, alone.
     """
 
     def __init__(
@@ -302,6 +333,7 @@ class SileroVAD:
         sample_rate: int = 16000,
         model_path: str | Path | None = None,
         share_session: bool = True,
+        batcher: SileroBatcher | None = None,
     ) -> None:
         self.min_speech_duration = _check_duration("min_speech_duration", min_speech_duration)
         self.min_silence_duration = _check_duration("min_silence_duration", min_silence_duration)
@@ -317,7 +349,12 @@ class SileroVAD:
             raise VoiceOptionsError(
                 f"sample_rate must be 8000 or 16000 (the model's rates), got {sample_rate!r}")
         self.sample_rate = sample_rate
-        self._session = shared_session(model_path) if share_session else new_session(model_path)
+        self.batcher = batcher
+        if batcher is not None:
+            _check_batcher(batcher, sample_rate, model_path, share_session)
+            self._session = batcher._session
+        else:
+            self._session = shared_session(model_path) if share_session else new_session(model_path)
 
     @property
     def window_duration(self) -> float:
@@ -329,7 +366,9 @@ class SileroVAD:
                               self.activation_threshold, self.deactivation_threshold)
 
     async def stream(self, frames: AsyncIterator[AudioFrame]) -> AsyncIterator[VADEvent]:
-        model = SileroModel(self._session, self.sample_rate)
+        batched = self.batcher.model() if self.batcher is not None else None
+        model = SileroModel(self._session, self.sample_rate) if batched is None else None
+        size = _GEOMETRY[self.sample_rate][0]
         detector = self.detector()
         resampler: StreamResampler | None = None
         in_rate = 0
@@ -346,12 +385,16 @@ class SileroVAD:
             pending = np.concatenate([pending, samples]) if len(pending) else samples
             start = 0
             count = 0
-            while len(pending) - start >= model.window:
-                if count and count % 16 == 0:
-                    # A long frame: let other tasks run between windows.
-                    await trio.lowlevel.checkpoint()
-                probability = model(pending[start:start + model.window])
-                start += model.window
+            while len(pending) - start >= size:
+                if model is not None:
+                    if count and count % 16 == 0:
+                        # A long frame: let other tasks run between windows.
+                        await trio.lowlevel.checkpoint()
+                    probability = model(pending[start:start + size])
+                else:  # batched: waits for its batch (a checkpoint every window)
+                    assert batched is not None
+                    probability = await batched(pending[start:start + size])
+                start += size
                 count += 1
                 for event in detector.update(probability):
                     yield event
