@@ -14,7 +14,7 @@ through ``trio.to_thread`` took 0.25 ms at p50 and 4 ms at p99 against 0.14 and
 thread computes, and tests in virtual time would see the model take arbitrary time.
 Run one conversation's VAD per task; ``python -m benchmarks.voice_cost`` measures
 how many fit on a core in real time (200-250 on this 2 vCPU machine class in the
-last runs, the load of other processes moving it; 288 with a batcher).
+last runs, the load of other processes moving it; 288-384 with a batcher).
 
 Batching (opt-in, :class:`SileroBatcher`): with many conversations in one process,
 ``SileroVAD(..., batcher=batcher)`` streams hand their windows to a batcher that
