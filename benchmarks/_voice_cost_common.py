@@ -18,10 +18,10 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.env import cpu_model, package_version
 from benchmarks.stats import summarize
 
 WINDOW = 0.032
@@ -36,13 +36,6 @@ PHRASES = [
     "No, stop, wait a second.",
     "Yes.",
 ]
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def loadavg() -> list[float] | None:
@@ -77,26 +70,16 @@ def environment(session: Any = None) -> dict[str, object]:
         "loadavg": loadavg(),
         "cpu_count": os.cpu_count(),
         "affinity": cpus,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "versions": {n: _version(n) for n in ("onnxruntime", "numpy", "trio", "livekit", "livekit-agents",
-                                               "livekit-plugins-silero", "espeakng-loader")},
+        "versions": {n: package_version(n) for n in (
+            "onnxruntime", "numpy", "trio", "livekit", "livekit-agents", "livekit-plugins-silero",
+            "espeakng-loader")},
     }
     if session is not None:
         env["onnxruntime"] = session_options(session)
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def speech_signal() -> tuple[Any, str]:

@@ -24,7 +24,8 @@ PACKAGES: tuple[str, ...] = (
 )
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of ``dist``, or None."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -61,5 +62,5 @@ def environment() -> dict[str, object]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "switchinterval_s": sys.getswitchinterval(),
-        "versions": {name: _version(name) for name in PACKAGES},
+        "versions": {name: package_version(name) for name in PACKAGES},
     }
