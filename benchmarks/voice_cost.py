@@ -112,11 +112,13 @@ __all__ = ["FRAME", "FRAME_BYTES", "FRAME_SAMPLES", "RATE", "WINDOW", "Trial", "
 
 _signal = speech_signal  # the name the tests and older scripts use
 FULL: dict[str, int | float] = {"windows": 5000, "warmup": 300, "seconds": 6.0, "max_k": 1024}
+#: the livekit section's own process (its default run takes about 2 minutes)
+LIVEKIT_TIMEOUT_S = 1800
 QUICK: dict[str, int | float] = {"windows": 500, "warmup": 50, "seconds": 3.0, "max_k": 8}
 
 
 def run_livekit(args: argparse.Namespace, signal: Any, source: str) -> dict[str, Any]:
-    """Section 4 in its own process; its JSON document, or ``{"skipped": reason}``."""
+    """Section 5 (livekit) in its own process; its JSON document, or ``{"skipped": reason}``."""
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="voice_cost_") as tmp:
@@ -129,7 +131,10 @@ def run_livekit(args: argparse.Namespace, signal: Any, source: str) -> dict[str,
         sys.stdout.flush()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                                           if p))
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+        try:  # the K search is bounded (max_k, seconds per trial); a hung child is not
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, timeout=LIVEKIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return {"skipped": f"benchmarks.voice_cost_livekit did not finish in {LIVEKIT_TIMEOUT_S} s"}
         if proc.returncode != 0 or not out.is_file():
             return {"skipped": f"benchmarks.voice_cost_livekit exited with {proc.returncode}"}
         doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))

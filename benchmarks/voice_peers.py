@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--report-only",
         action="store_true",
-        help="measure nothing: write report.md and timeline.png again from --out's results.json",
+        help="measure nothing: write report.md, timeline.png and results.json's summary again "
+        "from --out's results.json (its records, run and environment are kept)",
     )
     a = ap.parse_args(argv)
     if a.report_only:
