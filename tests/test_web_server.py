@@ -409,3 +409,42 @@ async def test_a_player_that_reports_but_lags_is_waited_for(autojump_clock: trio
             assert seg.done and seg.played == pytest.approx(seg.received, abs=1e-3)
             assert not conv.greeting.sink_timed_out
         nursery.cancel_scope.cancel()
+
+
+async def test_a_barge_in_confirmed_after_new_speech_started_keeps_its_timeline() -> None:
+    """Under load the player's confirmation of a pause can come after the VAD already
+    reported the end of that speech and the start of the next (a comma, a breath): the
+    pause's timeline is still completed and recorded, and the next speech's own clear
+    gets its own timeline."""
+    from types import SimpleNamespace
+
+    from trio_playout._web_conversation import Conversation
+
+    conv = Conversation(number=1, remote="test")
+    conv.mic = SimpleNamespace(arrival_of=lambda t: 10.0 + t, last_arrival=11.0)  # type: ignore[assignment]
+    controls = SimpleNamespace()
+    sink = SimpleNamespace(controls=controls, playing=lambda: True)
+    sent: list[Any] = []
+    seen: list[Any] = []
+    conv._wire_barge_ins(sink, conv.mic, SimpleNamespace(put=sent.append), seen.append)  # type: ignore[arg-type]
+
+    def vad(kind: tp.VADEventType, t: float, voiced: float) -> None:
+        conv._on_vad(tp.VADEvent(kind, t, voiced, 0.0, 1.0))
+
+    vad(tp.VADEventType.START_OF_SPEECH, 1.0, 0.05)
+    controls.decided("pause")
+    controls.on_wire("pause", 20.0)
+    vad(tp.VADEventType.END_OF_SPEECH, 1.6, 0.5)
+    vad(tp.VADEventType.START_OF_SPEECH, 1.8, 0.05)  # before the player confirmed the pause
+    controls.confirmed("pause", 20.2)
+    assert [(b.action, b.onset_at, b.sent_at, b.stopped_at) for b in conv.barge_ins] == [
+        ("pause", pytest.approx(10.95), 20.0, 20.2)]
+    controls.decided("clear")  # the words of the new speech interrupt
+    controls.on_wire("clear", 21.0)
+    controls.confirmed("clear", 21.1)
+    assert [(b.action, b.onset_at, b.stopped_at) for b in conv.barge_ins] == [
+        ("pause", pytest.approx(10.95), 20.2), ("clear", pytest.approx(11.75), 21.1)]
+    assert seen == conv.barge_ins and len(sent) == 2
+    # A second confirmation of the same action records nothing more.
+    controls.confirmed("clear", 21.2)
+    assert len(conv.barge_ins) == 2

@@ -223,6 +223,7 @@ class Conversation:
     finished: trio.Event = field(default_factory=trio.Event)
     _ended: trio.Event = field(default_factory=trio.Event)
     _barge_in: BargeIn | None = None
+    _in_flight: BargeIn | None = None  # decided, not yet confirmed, when new speech started
     _hello_scope: trio.CancelScope | None = None
 
     def end(self, code: int, reason: str) -> None:
@@ -409,6 +410,11 @@ class Conversation:
         assert mic is not None
         if event.type is tp.VADEventType.START_OF_SPEECH:
             onset = mic.arrival_of(max(0.0, event.timestamp - event.speech_duration))
+            b = self._barge_in
+            if b is not None and b.action is not None and b.stopped_at is None:
+                # Its pause or clear is still on its way to the player (slow under load):
+                # keep it, so the player's confirmation still completes its timeline.
+                self._in_flight = b
             self._barge_in = BargeIn(onset if onset is not None else trio.current_time())
         elif event.type is tp.VADEventType.END_OF_SPEECH and self._barge_in is not None and (
                 self._barge_in.action is None):
@@ -422,19 +428,25 @@ class Conversation:
                 b.action, b.decided_at, b.decided_frame_at = kind, trio.current_time(), mic.last_arrival
 
         def on_wire(kind: str, t: float) -> None:
-            b = self._barge_in
-            if b is not None and b.action == kind and b.sent_at is None:
-                b.sent_at = t
+            for b in (self._in_flight, self._barge_in):  # the older one was sent first
+                if b is not None and b.action == kind and b.sent_at is None:
+                    b.sent_at = t
+                    return
 
         def confirmed(kind: str, t: float) -> None:
-            b = self._barge_in
-            if b is not None and b.action == kind and b.sent_at is not None and b.stopped_at is None:
-                b.stopped_at = t
-                self.barge_ins.append(b)
-                del self.barge_ins[:-16]
-                outbox.put(OutItem(server_message("event", event="barge_in", **b.as_event()), "event"))
-                if on_barge_in is not None:
-                    on_barge_in(b)
+            found = [b for b in (self._in_flight, self._barge_in) if b is not None and b.action == kind
+                     and b.sent_at is not None and b.stopped_at is None]
+            if not found:
+                return
+            b = found[0]
+            if b is self._in_flight:
+                self._in_flight = None
+            b.stopped_at = t
+            self.barge_ins.append(b)
+            del self.barge_ins[:-16]
+            outbox.put(OutItem(server_message("event", event="barge_in", **b.as_event()), "event"))
+            if on_barge_in is not None:
+                on_barge_in(b)
 
         sink.controls.decided, sink.controls.on_wire, sink.controls.confirmed = decided, on_wire, confirmed
 
