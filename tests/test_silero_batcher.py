@@ -3,20 +3,25 @@
 Batched streams must get exactly what they would get alone (the model's batch axis
 keeps rows apart; measured bit-identical), within ``max_wait`` of handing a window
 over, and a batch must run as soon as ``max_batch`` windows wait. Cancelling one
-stream, or closing the batcher, must not lose or corrupt another stream's result
-nor hang anyone. The interleavings are explored with Hypothesis on trio's
-MockClock; no real-time sleeps, no wall-clock asserts.
+stream, closing the batcher, a failing or lying model, or a KeyboardInterrupt must
+not lose or corrupt another stream's result nor hang anyone. The interleavings are
+explored with Hypothesis on trio's MockClock; no real-time sleeps, no wall-clock
+asserts. Every trio run is bounded in virtual time (:func:`_no_hang`), so a deadlock
+fails at once instead of hanging CI.
 """
 
 from __future__ import annotations
 
 import functools
 import shutil
+import signal
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
+import outcome
 import pytest
 import trio
 import trio.testing
@@ -80,8 +85,67 @@ async def _frames(source: PacedAudio) -> AsyncIterator[tp.AudioFrame]:
         yield frame
 
 
+# -- no test hangs -------------------------------------------------------------------------------
+
+DEADLINE = 120.0  # virtual seconds; the longest test runs about 24
+P = ParamSpec("P")
+
+
+async def _bounded(body: Callable[[], Awaitable[None]], seconds: float = DEADLINE) -> None:
+    """``body()`` under ``trio.fail_after(seconds)``: with the autojump clock a deadlock jumps to
+    the deadline and fails at once. A stream parked in a batch that never wakes it cannot be
+    cancelled (its abort refuses: the batch owns it), so the deadline alone would still hang:
+    :func:`_wake_stuck_streams` wakes such streams with an AssertionError just after it."""
+    async with trio.open_nursery() as guard:
+        guard.start_soon(_wake_stuck_streams, seconds + 1.0)
+        with trio.fail_after(seconds):
+            await body()
+        guard.cancel_scope.cancel()
+
+
+def _no_hang(test: Callable[P, Awaitable[None]]) -> Callable[P, Coroutine[Any, Any, None]]:
+    """Decorator for the async tests: the test runs under :func:`_bounded`."""
+    @functools.wraps(test)
+    async def bounded(*args: P.args, **kwargs: P.kwargs) -> None:
+        await _bounded(functools.partial(test, *args, **kwargs))
+    return bounded
+
+
+async def _wake_stuck_streams(after: float) -> None:
+    """After ``after`` virtual seconds (reached only when every task waits: autojump), wake each
+    task still parked in the batcher's ``_infer`` with an AssertionError, so the test fails."""
+    await trio.sleep(after)
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    tasks, stuck = [root], []
+    while tasks:
+        task = tasks.pop()
+        tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+        if any(frame.f_code is SileroBatcher._infer.__code__ for frame, _ in task.iter_await_frames()):
+            stuck.append(task)
+    for task in stuck:
+        trio.lowlevel.reschedule(task, outcome.Error(AssertionError(
+            f"{task.name} is stuck in the batcher: never woken, not even by the deadline's cancel")))
+
+
+class Interrupt(BaseException):
+    """Stands for a KeyboardInterrupt raised inside the batcher's bookkeeping (a real one that
+    escaped would end the pytest session)."""
+
+
+class Broken:
+    def run(self, *args: Any) -> Any:
+        raise RuntimeError("onnxruntime says no")
+
+
+def _noise(count: int) -> list[Any]:
+    """``count`` distinct 512-sample windows (speech windows can repeat: silence)."""
+    return [np.random.default_rng(i).normal(0.0, 0.2, 512).astype(np.float32) for i in range(count)]
+
+
 # -- exactly what each stream would get alone ----------------------------------------------------
 
+@_no_hang
 async def test_batched_equals_unbatched_over_real_speech(autojump_clock: trio.testing.MockClock) -> None:
     """Six streams, staggered starts (some inside one max_wait, some far apart), one at 48 kHz
     stereo: every event equals the unbatched VAD's, to the bit, and is decided within max_wait
@@ -121,6 +185,7 @@ async def test_batched_equals_unbatched_over_real_speech(autojump_clock: trio.te
     assert batcher.pending == 0 and not batcher.running
 
 
+@_no_hang
 async def test_8khz_batcher(autojump_clock: trio.testing.MockClock) -> None:
     windows = [w[::2].copy() for w in _windows(0, 60)]  # 256-sample windows
     ref = _alone(windows, 8000)
@@ -140,6 +205,7 @@ async def _feed(model: Any, windows: list[Any], out: list[float], gap: float) ->
 
 # -- timing: max_wait and max_batch ------------------------------------------------------------
 
+@_no_hang
 async def test_max_wait_is_honoured_in_virtual_time(autojump_clock: trio.testing.MockClock) -> None:
     windows = _windows(40, 3)
     ref = _alone(windows[:1])
@@ -165,8 +231,11 @@ async def test_max_wait_is_honoured_in_virtual_time(autojump_clock: trio.testing
         assert batcher.batches_run == 2 and batcher.largest_batch == 2
 
 
-async def test_max_batch_runs_at_once(mock_clock: trio.testing.MockClock) -> None:
-    """The clock never moves (no autojump): a full batch must not wait for max_wait."""
+@_no_hang
+async def test_max_batch_runs_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """The clock must not move: a full batch must not wait for max_wait. (Autojump moves it only
+    when every task waits, and the test's own wait_all_tasks_blocked comes first: a batch that
+    waited would show in ``got`` and in the time.)"""
     windows = _windows(10, 3)
     ref = [_alone([w])[0] for w in windows]
     got: dict[int, float] = {}
@@ -187,7 +256,8 @@ async def test_max_batch_runs_at_once(mock_clock: trio.testing.MockClock) -> Non
         assert trio.current_time() == t0
 
 
-async def test_max_wait_zero_serves_what_is_ready(mock_clock: trio.testing.MockClock) -> None:
+@_no_hang
+async def test_max_wait_zero_serves_what_is_ready(autojump_clock: trio.testing.MockClock) -> None:
     windows = _windows(5, 1)
     async with SileroBatcher(max_batch=8, max_wait=0.0) as batcher:
         t0 = trio.current_time()
@@ -195,8 +265,44 @@ async def test_max_wait_zero_serves_what_is_ready(mock_clock: trio.testing.MockC
         assert trio.current_time() == t0
 
 
+@_no_hang
+async def test_the_oldest_windows_go_first(autojump_clock: trio.testing.MockClock) -> None:
+    """Five windows arrive in one scheduling round, max_batch 2: the batches take them oldest
+    first (2, 2, then the last one alone, max_wait after it arrived), each gets its own result."""
+    windows = _noise(5)
+    ref = [_alone([w])[0] for w in windows]
+    arrived: list[int] = []  # queue order: a task queues its window right after appending here
+    batches: list[list[int]] = []
+    got: dict[int, float] = {}
+    done: dict[int, float] = {}
+
+    class Spy:
+        def __init__(self, session: Any) -> None:
+            self.session = session
+
+        def run(self, names: Any, feeds: dict[str, Any]) -> Any:
+            rows = feeds["input"][:, -512:]
+            batches.append([next(i for i, w in enumerate(windows) if np.array_equal(w, row)) for row in rows])
+            return self.session.run(names, feeds)
+
+    async def one(i: int, model: Any) -> None:
+        arrived.append(i)
+        got[i] = await model(windows[i])
+        done[i] = trio.current_time()
+
+    async with SileroBatcher(max_batch=2, max_wait=1.0) as batcher, trio.open_nursery() as nursery:
+        batcher._session = Spy(batcher._session)
+        t0 = trio.current_time()
+        for i in range(5):
+            nursery.start_soon(one, i, batcher.model())
+    assert batches == [arrived[0:2], arrived[2:4], arrived[4:]]
+    assert got == dict(enumerate(ref))
+    assert [done[i] - t0 for i in arrived] == [0.0, 0.0, 0.0, 0.0, pytest.approx(1.0)]
+
+
 # -- cancellation ------------------------------------------------------------------------------
 
+@_no_hang
 async def test_cancelled_while_pending_is_withdrawn(autojump_clock: trio.testing.MockClock) -> None:
     """A cancelled window leaves the batch; the other stream gets its exact result; the cancelled
     stream's state is untouched (its next call gives what a fresh model gives)."""
@@ -231,6 +337,7 @@ async def test_cancelled_while_pending_is_withdrawn(autojump_clock: trio.testing
         assert await a(wa) == ref_a
 
 
+@_no_hang
 async def test_cancel_raised_inside_the_model_call_is_delivered_after_the_result(
         autojump_clock: trio.testing.MockClock) -> None:
     """A cancel that fires while the batch runs (here from a session hook) cannot take a window
@@ -272,6 +379,7 @@ async def test_cancel_raised_inside_the_model_call_is_delivered_after_the_result
 
 # -- closing -----------------------------------------------------------------------------------
 
+@_no_hang
 async def test_closing_fails_the_waiting_windows(autojump_clock: trio.testing.MockClock) -> None:
     windows = _windows(0, 3)
     errors: dict[int, BaseException] = {}
@@ -300,6 +408,7 @@ async def test_closing_fails_the_waiting_windows(autojump_clock: trio.testing.Mo
             pass
 
 
+@_no_hang
 async def test_a_vad_stream_sees_the_close(autojump_clock: trio.testing.MockClock) -> None:
     speech = tp.AudioFrame(float_to_pcm16(_speech_16k()), 16000)
     seen: list[tp.VADEvent] = []
@@ -322,6 +431,7 @@ async def test_a_vad_stream_sees_the_close(autojump_clock: trio.testing.MockCloc
     assert seen == unbatched[:len(seen)]
 
 
+@_no_hang
 async def test_not_running_yet_and_serve_form(autojump_clock: trio.testing.MockClock) -> None:
     batcher = SileroBatcher(max_batch=2, max_wait=0.001)
     window = _windows(3, 1)[0]
@@ -337,6 +447,7 @@ async def test_not_running_yet_and_serve_form(autojump_clock: trio.testing.MockC
     assert not batcher.running
 
 
+@_no_hang
 async def test_an_error_in_the_block_is_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
     with pytest.raises(KeyError):
         async with SileroBatcher():
@@ -347,11 +458,8 @@ async def test_an_error_in_the_block_is_not_wrapped(autojump_clock: trio.testing
     assert outer.cancelled_caught and not batcher.running
 
 
+@_no_hang
 async def test_a_failing_model_fails_its_batch_and_closes(autojump_clock: trio.testing.MockClock) -> None:
-    class Broken:
-        def run(self, *args: Any) -> Any:
-            raise RuntimeError("onnxruntime says no")
-
     errors: list[BaseException] = []
     batcher = SileroBatcher(max_batch=2, max_wait=0.001)
     batcher._session = Broken()
@@ -381,6 +489,122 @@ async def test_a_failing_model_fails_its_batch_and_closes(autojump_clock: trio.t
                 nursery.start_soon(one)
                 await trio.sleep_forever()
     assert info.group_contains(RuntimeError, match="says no") and len(errors) == 1
+
+
+@_no_hang
+async def test_waiters_outside_the_failing_batch_get_the_model_error_as_cause(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """max_batch 1, three windows waiting: the first batch fails; its stream and the two still
+    waiting all get a BatcherClosedError whose __cause__ is the model's own error."""
+    batcher = SileroBatcher(max_batch=1, max_wait=1.0)
+    batcher._session = Broken()
+    arrived: list[int] = []
+    errors: dict[int, BaseException] = {}
+
+    async def one(i: int) -> None:
+        arrived.append(i)
+        try:
+            await batcher.model()(_noise(1)[0])
+        except BatcherClosedError as exc:
+            errors[i] = exc
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.serve)
+            for i in range(3):
+                nursery.start_soon(one, i)
+    failure = info.value.exceptions[0]
+    assert isinstance(failure, RuntimeError) and len(info.value.exceptions) == 1
+    assert sorted(errors) == [0, 1, 2]
+    assert all(e.__cause__ is failure for e in errors.values())
+    assert "failed on a batch of 1" in str(errors[arrived[0]])
+    assert all("closed while" in str(errors[i]) for i in arrived[1:])
+    assert not batcher.running and batcher.pending == 0 and batcher.batches_run == 0
+
+
+@pytest.mark.parametrize("lie", ["rows", "state"])
+@_no_hang
+async def test_a_malformed_model_output_fails_the_whole_batch(
+        autojump_clock: trio.testing.MockClock, lie: str) -> None:
+    """A session that answers a batch of 2 with 1 probability, or with the state of 1 stream: no
+    stream gets a result (not even the first), all get BatcherClosedError caused by the check,
+    the batcher closes, nobody hangs."""
+    class OneRow:
+        def __init__(self, session: Any) -> None:
+            self.session = session
+
+        def run(self, names: Any, feeds: dict[str, Any]) -> Any:
+            out, state = self.session.run(names, feeds)
+            return (out[:1], state) if lie == "rows" else (out, state[:, :1])
+
+    batcher = SileroBatcher(max_batch=2, max_wait=1.0)
+    batcher._session = OneRow(batcher._session)
+    models = [batcher.model(), batcher.model()]
+    got: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        try:
+            got[i] = await models[i](_noise(2)[i])
+        except BatcherClosedError as exc:
+            got[i] = exc
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.serve)
+            nursery.start_soon(one, 0)
+            nursery.start_soon(one, 1)
+    assert info.group_contains(RuntimeError, match="for a batch of 2 windows")
+    assert sorted(got) == [0, 1] and all(isinstance(e, BatcherClosedError) for e in got.values())
+    assert all(isinstance(e.__cause__, RuntimeError) for e in got.values())
+    assert not batcher.running and batcher.batches_run == 0 and batcher.windows_run == 0
+    assert all(not m._context.any() and not m._state.any() for m in models)  # untouched
+
+
+@_no_hang
+async def test_a_block_error_after_the_model_failed_comes_out_with_it(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The block catches the stream's BatcherClosedError and raises its own error (a bug in the
+    handler, or a Ctrl-C there): both that error and the model's failure come out, as a plain
+    nursery reports them (neither is lost)."""
+    for error in (KeyError("mine"), Interrupt("ctrl-c")):
+        with pytest.raises(BaseExceptionGroup) as info:
+            async with SileroBatcher(max_batch=1) as batcher:
+                batcher._session = Broken()
+                try:
+                    await batcher.model()(_noise(1)[0])
+                except BatcherClosedError:
+                    raise error from None
+        assert info.group_contains(RuntimeError, match="says no")
+        assert info.group_contains(type(error), match=str(error.args[0]))
+        assert not batcher.running
+
+
+@_no_hang
+async def test_a_stopping_batcher_runs_no_more_batches(autojump_clock: trio.testing.MockClock) -> None:
+    """The block raises just as a batch became due and the batcher's task was woken (as when a
+    window completes a batch): once cancelled, the batcher does not run it (the model would
+    fail here, and its error would replace the block's); the window gets BatcherClosedError
+    and the block's own error comes out unwrapped."""
+    errors: list[BaseException] = []
+
+    async def one(model: Any) -> None:
+        try:
+            await model(_noise(1)[0])
+        except BatcherClosedError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as outer:
+        with pytest.raises(KeyError):
+            async with SileroBatcher(max_batch=2, max_wait=10.0) as batcher:
+                batcher._session = Broken()
+                outer.start_soon(one, batcher.model())
+                await trio.testing.wait_all_tasks_blocked()
+                assert batcher.pending == 1
+                batcher.max_batch = 1  # a batch is due now ...
+                batcher._wake.set()  # ... and the batcher's task woken, not run yet
+                raise KeyError("mine")
+    assert len(errors) == 1 and errors[0].__cause__ is None and "closed while" in str(errors[0])
+    assert batcher.batches_run == 0 and not batcher.running
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -418,6 +642,209 @@ def test_vad_and_batcher_must_agree(tmp_path: Path) -> None:
     vad = SileroVAD(batcher=batcher, model_path=batcher.model_path)
     assert vad._session is batcher._session is shared_session()
     assert SileroVAD().batcher is None
+
+
+# -- KeyboardInterrupt -------------------------------------------------------------------------
+
+@_no_hang
+async def test_the_bookkeeping_is_ki_protected(autojump_clock: trio.testing.MockClock) -> None:
+    """A KeyboardInterrupt raised between two steps of the bookkeeping would leave a window queued
+    by a task that is not parked, or streams marked as in a batch that never wakes them (a
+    TrioInternalError later, or a hang). Like trio's own primitives, the batcher's are
+    KeyboardInterrupt-protected (a Ctrl-C is then delivered at a checkpoint, see
+    test_ctrl_c_reaches_a_stream_waiting_for_its_window). Each is called here straight from the
+    test's own, unprotected, code, and the first thing it calls notes what trio thinks and stops
+    it: each True comes from that function itself, not from a protected caller (serve calls
+    _run_batch and _close)."""
+    assert not trio.lowlevel.currently_ki_protected()
+    seen: dict[str, bool] = {}
+
+    class Noted(Exception):
+        """Stops the function once its protection is noted."""
+
+    def note(where: str) -> Any:
+        seen[where] = trio.lowlevel.currently_ki_protected()
+        raise Noted
+
+    class Status:
+        def started(self, value: object = None) -> None:
+            note("serve")
+
+    class WakeSpy:  # notes, then wakes the batcher's task (the window runs)
+        def __init__(self, event: trio.Event) -> None:
+            self.event = event
+
+        def set(self) -> None:
+            seen["_infer"] = trio.lowlevel.currently_ki_protected()
+            self.event.set()
+
+    class StreamSpy:  # stands for a stream: _wake_stream reads its task first
+        @property
+        def _task(self) -> Any:
+            return note("_wake_stream")
+
+    with pytest.raises(Noted):
+        await SileroBatcher().serve(task_status=Status())
+
+    async with SileroBatcher() as running:
+        await trio.testing.wait_all_tasks_blocked()  # its task waits on its current event
+        running._wake = WakeSpy(running._wake)  # type: ignore[assignment]
+        assert await running.model()(_noise(1)[0]) == _alone(_noise(1))[0]
+
+    batcher = SileroBatcher()
+    batcher._arrays = lambda n: note("_run_batch")  # type: ignore[method-assign]
+    with pytest.raises(Noted):
+        batcher._run_batch()
+    batcher._pending.append(batcher.model())
+    batcher._wake_stream = lambda stream, result: note("_close")  # type: ignore[method-assign]
+    with pytest.raises(Noted):
+        batcher._close(None)
+    with pytest.raises(Noted):
+        SileroBatcher._wake_stream(batcher, StreamSpy(), outcome.Value(0.0))  # type: ignore[arg-type]
+    assert seen == dict.fromkeys(["serve", "_infer", "_run_batch", "_close", "_wake_stream"], True)
+
+
+@_no_hang
+async def test_an_error_while_queueing_leaves_nothing_queued(autojump_clock: trio.testing.MockClock) -> None:
+    """Where a Ctrl-C could land before the protection (probe: waking the batcher's task raises):
+    the window is not left queued for a task that went on elsewhere (a later batch would then
+    reschedule a task that is not waiting: TrioInternalError). The stream stays usable."""
+    window = _noise(1)[0]
+
+    class Boom:
+        def set(self) -> None:
+            raise Interrupt
+
+    async with SileroBatcher(max_batch=4, max_wait=0.001) as batcher:
+        model = batcher.model()
+        real, batcher._wake = batcher._wake, Boom()  # type: ignore[assignment]
+        with pytest.raises(Interrupt):
+            await model(window)
+        batcher._wake = real
+        assert batcher.pending == 0 and model._slot == 0 and model._task is None
+        await trio.sleep(0.01)  # the batcher's deadline passes with nothing to do
+        assert batcher.batches_run == 0
+        assert await model(window) == _alone([window])[0]
+
+
+@_no_hang
+async def test_an_error_while_handing_results_out_fails_the_rest_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The second wake-up of a batch of three raises: the first stream keeps its result, the
+    other two get BatcherClosedError caused by it, each stream is woken exactly once, the
+    batcher closes, nobody hangs."""
+    windows = _noise(3)
+    woken: list[tuple[int, str]] = []
+    batcher = SileroBatcher(max_batch=3, max_wait=1.0)
+    models = [batcher.model() for _ in windows]
+    real_wake_stream = batcher._wake_stream
+
+    def wake_stream(stream: Any, result: Any) -> None:
+        woken.append((models.index(stream), type(result).__name__))
+        if len(woken) == 2:
+            raise Interrupt("while handing out")
+        real_wake_stream(stream, result)
+
+    batcher._wake_stream = wake_stream  # type: ignore[method-assign]
+    got: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        try:
+            got[i] = await models[i](windows[i])
+        except BatcherClosedError as exc:
+            got[i] = exc
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.serve)
+            for i in range(3):
+                nursery.start_soon(one, i)
+    assert info.group_contains(Interrupt)
+    first, second = woken[0][0], woken[1][0]
+    assert got[first] == _alone([windows[first]])[0]
+    closed = [i for i in range(3) if i != first]
+    assert all(isinstance(got[i], BatcherClosedError) for i in closed)
+    assert all(isinstance(got[i].__cause__, Interrupt) for i in closed)
+    # the raising wake-up did not wake `second`: it and the third get the error, each once
+    assert woken[:2] == [(first, "Value"), (second, "Value")] and second in closed
+    assert sorted(woken[2:]) == [(i, "Error") for i in closed]
+    assert not batcher.running and batcher.pending == 0
+
+
+@_no_hang
+async def test_an_error_while_closing_leaves_the_rest_withdrawable(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The second wake-up of the close raises: the streams not woken yet stay queued and
+    withdrawable (a cancel takes them out), rather than in no list with their abort failing
+    (TrioInternalError)."""
+    woken: list[int] = []
+    batcher = SileroBatcher(max_batch=8, max_wait=10.0)
+    real_wake_stream = batcher._wake_stream
+
+    def wake_stream(stream: Any, result: Any) -> None:
+        woken.append(1)
+        if len(woken) == 2:
+            raise Interrupt("while closing")
+        real_wake_stream(stream, result)
+
+    batcher._wake_stream = wake_stream  # type: ignore[method-assign]
+    serving = trio.CancelScope()
+    closed: list[BaseException] = []
+
+    async def serve(task_status: trio.TaskStatus[None]) -> None:
+        with serving:
+            await batcher.serve(task_status=task_status)
+
+    async def one() -> None:
+        try:
+            await batcher.model()(_noise(1)[0])
+        except BatcherClosedError as exc:
+            closed.append(exc)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            for _ in range(3):
+                nursery.start_soon(one)
+            await trio.testing.wait_all_tasks_blocked()
+            serving.cancel()
+    assert info.group_contains(Interrupt) and not info.group_contains(trio.TrioInternalError)
+    assert len(closed) == 1 and batcher.pending == 0 and not batcher.running
+
+
+def test_ctrl_c_reaches_a_stream_waiting_for_its_window() -> None:
+    """A real SIGINT while a stream waits for its window (parked in the KI-protected ``_infer``):
+    trio defers it (it arrives in protected code, as while trio waits for I/O) and delivers it
+    to the main task, which is parked in the batcher: the window is withdrawn (the model never
+    sees it) and the KeyboardInterrupt comes out of trio.run as it is, the batcher closed."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("trio handles SIGINT only in the main thread with the default handler")
+    batcher = SileroBatcher(max_batch=8, max_wait=10.0)
+    waited: list[float] = []
+
+    @trio.lowlevel.enable_ki_protection
+    def ctrl_c() -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    async def press_ctrl_c() -> None:
+        await trio.sleep(0.5)
+        ctrl_c()
+
+    async def main() -> None:
+        trio.lowlevel.spawn_system_task(press_ctrl_c)  # not in a nursery of ours: no group around the KI
+        with trio.fail_after(DEADLINE):
+            async with batcher:
+                t0 = trio.current_time()
+                try:
+                    await batcher.model()(_noise(1)[0])
+                finally:
+                    waited.append(trio.current_time() - t0)
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert waited == [0.5]
+    assert batcher.windows_run == 0 and batcher.pending == 0 and not batcher.running
 
 
 # -- random interleavings ----------------------------------------------------------------------
@@ -462,7 +889,7 @@ def test_random_interleavings_keep_every_result(
             except BatcherClosedError:
                 closed.append(i)
 
-    async def main() -> None:
+    async def body() -> None:
         batcher = SileroBatcher(max_batch=max_batch, max_wait=max_wait)
         serving = trio.CancelScope()  # the batcher's alone: the streams outlive it
 
@@ -482,7 +909,7 @@ def test_random_interleavings_keep_every_result(
         assert batcher.windows_run == sum(len(g) for g in got)
         note_event(f"largest batch {batcher.largest_batch}")
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(_bounded, body, clock=trio.testing.MockClock(autojump_threshold=0))
     for i, (g, ref) in enumerate(zip(got, refs, strict=True)):
         assert g == ref[:len(g)]
         if len(g) < len(ref):

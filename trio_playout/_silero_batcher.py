@@ -39,7 +39,22 @@ never sees it, the stream's state stays as it was); the other windows are not
 affected. A batch runs synchronously, from taking its windows to waking their
 streams, so no stream can leave in the middle of one; a cancel raised from inside
 the call itself (it cannot be, short of a session hook) is delivered after the
-stream got its result.
+stream got its result. Once its task is cancelled the batcher runs no more
+batches: the windows still waiting get :class:`BatcherClosedError`.
+
+Failures: if the model raises, or answers with the wrong number of rows (of
+probabilities or of states), every stream of that batch and every window still waiting gets a
+:class:`BatcherClosedError` whose ``__cause__`` is that error, and the batcher
+closes with it (the error comes out of ``serve`` / the ``async with``).
+
+Ctrl-C: the batcher's bookkeeping (queueing a window, a batch, the close, the
+wake-ups) is KeyboardInterrupt-protected, as trio's own primitives are: a
+KeyboardInterrupt landing between two of its steps would leave a window queued
+by a task that went on elsewhere, or streams marked as in a batch that never
+wakes them (a TrioInternalError later, or a task that no cancel can end). A
+Ctrl-C arriving there is delivered by trio at the next checkpoint instead; a
+stream waiting for its window is woken by it like any blocked task (its window
+is withdrawn).
 """
 
 from __future__ import annotations
@@ -135,6 +150,7 @@ class SileroBatcher:
         self._wake = trio.Event()
         self._running = False
         self._closed = False
+        self._failure: BaseException | None = None  # what ended serve, if not a cancel
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
         self.batches_run = 0
@@ -162,8 +178,16 @@ class SileroBatcher:
         if self._closed:
             raise BatcherClosedError("this SileroBatcher has closed: a batcher serves once, make a new one")
 
+    @trio.lowlevel.enable_ki_protection
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the batches until cancelled; then fail the windows still waiting and close."""
+        """Run the batches until cancelled; then fail the windows still waiting and close.
+
+        KI-protected (see the module's doc) so that a Ctrl-C cannot skip the close in
+        ``finally``; it is delivered to the main task instead. Once cancelled it runs
+        no more batches (``checkpoint_if_cancelled``): a stopping batcher fails its
+        waiting windows rather than running them, and ``__aexit__`` can rely on
+        ``_failure`` being final once it has cancelled the task.
+        """
         self._check_can_start()
         self._running = True
         cause: BaseException | None = None
@@ -171,6 +195,7 @@ class SileroBatcher:
             task_status.started()
             pending = self._pending
             while True:
+                await trio.lowlevel.checkpoint_if_cancelled()
                 due = pending[0].at + self.max_wait if pending else math.inf
                 if len(pending) >= self.max_batch or due <= trio.current_time():
                     self._run_batch()
@@ -181,7 +206,7 @@ class SileroBatcher:
                     await self._wake.wait()
         except BaseException as exc:
             if not isinstance(exc, trio.Cancelled):
-                cause = exc
+                cause = self._failure = exc
             raise
         finally:
             self._close(cause)
@@ -205,27 +230,53 @@ class SileroBatcher:
         assert cm is not None and nursery is not None
         self._nursery_cm = self._nursery = None
         nursery.cancel_scope.cancel()
-        # A Cancelled may belong to our nursery's scope (the serve task failed): the
-        # nursery must see it. Any other error of the block is re-raised as it is,
-        # not wrapped in an ExceptionGroup.
+        # The block's error goes to the nursery, as in a plain nursery, when
+        # - it is a Cancelled: it may belong to our nursery's scope (serve failed and
+        #   cancelled the block), which must see it to catch it;
+        # - serve has failed: the nursery raises serve's error, and the block's own
+        #   (a KeyError in its handler, a KeyboardInterrupt) must come out with it,
+        #   not vanish. serve cannot fail from here on (cancelled, it runs no batch),
+        #   so _failure is final.
+        # Otherwise (serve healthy) the block's error is re-raised as it is, not
+        # wrapped in an ExceptionGroup.
         cancelled = isinstance(exc, trio.Cancelled) or (
             isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[0] is not None)
-        if cancelled:
+        if exc is not None and (cancelled or self._failure is not None):
             return bool(await cm.__aexit__(etype, exc, tb))
         await cm.__aexit__(None, None, None)
         return False
 
+    @trio.lowlevel.enable_ki_protection
     def _close(self, cause: BaseException | None) -> None:
+        """Fail every waiting window with a :class:`BatcherClosedError` caused by ``cause``.
+
+        KI-protected. Each stream leaves the queue only once woken, so even an error
+        here (none is expected) leaves the others queued and withdrawable by a cancel,
+        never out of the queue but still marked pending (their abort would fail).
+        """
         self._running = False
         self._closed = True
-        waiting, self._pending[:] = list(self._pending), []
-        for stream in waiting:
-            self._wake_stream(stream, outcome.Error(_closed_error(
-                "the SileroBatcher closed while this stream's window was waiting", cause)))
+        pending = self._pending
+        woken = 0
+        try:
+            for stream in pending:
+                self._wake_stream(stream, outcome.Error(_closed_error(
+                    "the SileroBatcher closed while this stream's window was waiting", cause)))
+                woken += 1
+        finally:
+            del pending[:woken]
 
     # -- the streams' side ------------------------------------------------------------------
 
+    @trio.lowlevel.enable_ki_protection
     async def _infer(self, stream: BatchedSileroModel, window: FloatArray) -> float:
+        """Queue ``window`` and park until the batch (or the close) wakes this task.
+
+        KI-protected, and everything that could raise comes before the window is
+        queued: once queued, the task parks at once, so a batch never reschedules a
+        task that is not waiting. A Ctrl-C still reaches a task parked here: trio
+        delivers it through ``abort``, which withdraws the window.
+        """
         if not self._running:
             raise BatcherClosedError("the SileroBatcher is not running: use `async with SileroBatcher(...)` "
                                      "or `await nursery.start(batcher.serve)` around the streams"
@@ -234,14 +285,7 @@ class SileroBatcher:
             raise RuntimeError("a BatchedSileroModel takes one window at a time")
         if len(window) != self.window:
             raise ValueError(f"a window is {self.window} samples, got {len(window)}")
-        stream._task = trio.lowlevel.current_task()
-        stream._window = window
-        stream._slot = _PENDING
-        stream.at = trio.current_time()
         pending = self._pending
-        pending.append(stream)
-        if len(pending) == 1 or len(pending) >= self.max_batch:
-            self._wake.set()
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             if stream._slot == _PENDING:  # not taken yet: withdraw it, the model never sees it
@@ -250,10 +294,17 @@ class SileroBatcher:
                 return trio.lowlevel.Abort.SUCCEEDED
             return trio.lowlevel.Abort.FAILED  # inside the running batch: woken with its result
 
+        task, now = trio.lowlevel.current_task(), trio.current_time()
+        if not pending or len(pending) + 1 >= self.max_batch:
+            self._wake.set()  # the batcher's task runs only once this one has parked
+        stream._task, stream._window, stream._slot, stream.at = task, window, _PENDING, now
+        pending.append(stream)
         probability: float = await trio.lowlevel.wait_task_rescheduled(abort)
         return probability
 
+    @trio.lowlevel.enable_ki_protection
     def _wake_stream(self, stream: BatchedSileroModel, result: outcome.Outcome[float]) -> None:
+        """Hand ``result`` to the stream's parked task (KI-protected: both or neither)."""
         task = stream._task
         stream._slot, stream._task, stream._window = _IDLE, None, None
         assert task is not None
@@ -269,35 +320,49 @@ class SileroBatcher:
                 np.zeros((self.state_shape[0], n, self.state_shape[1]), dtype=np.float32))
         return arrays
 
+    @trio.lowlevel.enable_ki_protection
     def _run_batch(self) -> None:
         """One model call for the oldest ``max_batch`` pending windows; wakes their streams.
 
         Synchronous from taking the windows to waking the streams: no other task runs
-        in between, so none can withdraw a window of this batch.
+        in between, so none can withdraw a window of this batch. Its streams are
+        marked running (their abort fails: only this function can wake them), so it
+        must wake each exactly once whatever happens: every result (the output's
+        shape checked, context, state, probability) is computed before the first
+        wake-up, then a loop of assignments and reschedules hands them out; on any
+        error, each stream not woken yet gets a :class:`BatcherClosedError` caused by
+        it, and the error ends ``serve``. KI-protected, so a Ctrl-C cannot split it.
         """
-        batch = self._pending[:self.max_batch]
-        del self._pending[:self.max_batch]
+        pending = self._pending
+        batch = pending[:self.max_batch]
+        del pending[:self.max_batch]
         n = len(batch)
-        inp, state = self._arrays(n)
-        ctx = self.context
-        for j, stream in enumerate(batch):
-            stream._slot = _RUNNING
-            inp[j, :ctx] = stream._context
-            inp[j, ctx:] = stream._window
-            state[:, j, :] = stream._state
         try:
+            inp, state = self._arrays(n)
+            ctx, win = self.context, self.window
+            for j, stream in enumerate(batch):
+                stream._slot = _RUNNING
+                inp[j, :ctx] = stream._context
+                inp[j, ctx:] = stream._window
+                state[:, j, :] = stream._state
             out, new_state = self._session.run(None, {"input": inp, "state": state, "sr": self._sr})
-            probabilities = out.reshape(-1).tolist()
+            probabilities = np.asarray(out).reshape(-1).tolist()
+            new_state = np.asarray(new_state)
+            want = (self.state_shape[0], n, self.state_shape[1])
+            if len(probabilities) != n or new_state.shape != want:
+                raise RuntimeError(
+                    f"the Silero model returned {len(probabilities)} probabilities and a state of shape "
+                    f"{new_state.shape} for a batch of {n} windows (expected {n} and {want})")
+            results = [(inp[j, win:].copy(), new_state[:, j, :], probabilities[j]) for j in range(n)]
+            for stream, (context, next_state, probability) in zip(batch, results, strict=True):
+                stream._context, stream._state = context, next_state
+                self._wake_stream(stream, outcome.Value(probability))
         except BaseException as exc:
             for stream in batch:
-                self._wake_stream(stream, outcome.Error(_closed_error(
-                    f"the Silero model failed on a batch of {n} windows; the SileroBatcher closes", exc)))
+                if stream._task is not None:  # not woken yet (a woken stream's task is None)
+                    self._wake_stream(stream, outcome.Error(_closed_error(
+                        f"the Silero model failed on a batch of {n} windows; the SileroBatcher closes", exc)))
             raise
-        win = self.window
-        for j, stream in enumerate(batch):
-            stream._context = inp[j, win:].copy()
-            stream._state = new_state[:, j, :]
-            self._wake_stream(stream, outcome.Value(probabilities[j]))
         self.batches_run += 1
         self.windows_run += n
         self.largest_batch = max(self.largest_batch, n)
