@@ -700,6 +700,19 @@ def test_importing_trio_playout_does_not_import_trio_asyncio() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_importing_trio_playout_stays_light() -> None:
+    """The core and its testing helpers import no optional dependency: providers,
+    models and transports live in their own modules behind extras."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "onnxruntime", "openai", "httpx", "livekit", "pocketsphinx", "trio_websocket",
+             "h11", "trio_asyncio")
+    code = ("import sys, trio_playout, trio_playout.testing; "
+            f"loaded = [m for m in {heavy!r} if m in sys.modules]; assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 async def test_interrupt_in_tool_phase_cancels_tool_at_once(autojump_clock: trio.testing.MockClock) -> None:
     """livekit latches this interrupt but ignores it until the tool ends (or the 5 s kill)."""
     cancelled_at: list[float] = []
