@@ -350,7 +350,14 @@ async def test_a_worker_that_falls_behind_stops_the_input_at_max_backlog(tts: ob
                 os.kill(p, signal.SIGCONT)
     assert pulled == stopped_at + 3000  # everything read in the end
     assert [t.final for t in got] == [True]
-    assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= 3
+    # Nothing dropped: the same words as the same audio gives without the stall (the
+    # worker frames its input the same whatever the timing). Not a fixed sentence: in one
+    # loaded CI run this came out as "i want to by two car" (cause not found: the bytes
+    # and the framing do not depend on timing; the synthesized audio may), and this test
+    # is about the backlog, not about recognition.
+    reference = await _transcribe(PocketSphinxSTT(max_backlog=1.0), _frames(speech))
+    assert [t.text for t in got] == [t.text for t in reference if t.final]
+    assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= 2
     assert stt.running_workers == 0 and not _sphinx_threads()
 
 
