@@ -351,10 +351,10 @@ async def test_a_worker_that_falls_behind_stops_the_input_at_max_backlog(tts: ob
     assert pulled == stopped_at + 3000  # everything read in the end
     assert [t.final for t in got] == [True]
     # Nothing dropped: the same words as the same audio gives without the stall (the
-    # worker frames its input the same whatever the timing). Not a fixed sentence: in one
-    # loaded CI run this came out as "i want to by two car" (cause not found: the bytes
-    # and the framing do not depend on timing; the synthesized audio may), and this test
-    # is about the backlog, not about recognition.
+    # worker frames its input the same whatever the timing). Not a fixed sentence:
+    # espeak-ng's samples for a text differ from one synthesis to the next in a process
+    # (state carried in its wave generator), so after other tests this came out as "i
+    # want to by two car" in two CI runs; this test is about the backlog, not recognition.
     reference = await _transcribe(PocketSphinxSTT(max_backlog=1.0), _frames(speech))
     assert [t.text for t in got] == [t.text for t in reference if t.final]
     assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= 2
