@@ -53,6 +53,12 @@ from trio_playout.sphinx import (  # noqa: E402
 )
 from trio_playout.testing import PacedAudio  # noqa: E402
 
+# Of a sentence's four key words, how many a transcript must have: a sanity check that
+# recognition works, not a quality bar. espeak-ng's samples for a text vary from one
+# synthesis to the next in a process, and "I want to buy a new car" once came out as
+# "i want to by two car" (2 of 4) after other tests had run.
+KEY_WORDS = 2
+
 SENTENCES = [
     "Hello there, I would like to book a table for two people tonight please.",
     "What is the weather like in London today?",
@@ -357,7 +363,7 @@ async def test_a_worker_that_falls_behind_stops_the_input_at_max_backlog(tts: ob
     # want to by two car" in two CI runs; this test is about the backlog, not recognition.
     reference = await _transcribe(PocketSphinxSTT(max_backlog=1.0), _frames(speech))
     assert [t.text for t in got] == [t.text for t in reference if t.final]
-    assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= 2
+    assert len(set(_words(got[0].text)) & {"want", "buy", "new", "car"}) >= KEY_WORDS
     assert stt.running_workers == 0 and not _sphinx_threads()
 
 
@@ -375,7 +381,8 @@ async def test_a_final_is_handed_on_while_the_input_is_idle(tts: object) -> None
     stream = stt.stream(receive)
     with trio.fail_after(GUARD):  # hangs without the fix: the final waits for a next frame
         first = await stream.__anext__()
-    assert first.final and len(set(_words(first.text)) & {"call", "mother", "tomorrow", "morning"}) >= 3
+    assert first.final
+    assert len(set(_words(first.text)) & {"call", "mother", "tomorrow", "morning"}) >= KEY_WORDS
     assert stt.running_workers == 1  # the input is still open
     send.close()
     with trio.fail_after(GUARD):
@@ -397,7 +404,7 @@ async def test_an_input_that_goes_quiet_mid_utterance_counts_as_silence(tts: obj
     stream = stt.stream(receive)
     with trio.fail_after(GUARD):
         first = await stream.__anext__()
-    assert first.final and len(set(_words(first.text)) & {"want", "buy", "new", "car"}) >= 3
+    assert first.final and len(set(_words(first.text)) & {"want", "buy", "new", "car"}) >= KEY_WORDS
     send.close()
     with trio.fail_after(GUARD):
         assert [t async for t in stream] == []
@@ -442,4 +449,4 @@ async def test_in_a_session_a_turn_completes_while_the_microphone_is_idle(
                 await trio.sleep(0.05)  # polls session state, which has no event for this
         user = session.history[0]
     assert isinstance(user, tp.ChatMessage) and user.role == "user"
-    assert len(set(_words(user.text)) & {"call", "mother", "tomorrow", "morning"}) >= 3
+    assert len(set(_words(user.text)) & {"call", "mother", "tomorrow", "morning"}) >= KEY_WORDS
