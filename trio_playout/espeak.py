@@ -316,6 +316,12 @@ class EspeakTTS:
     Creating one loads and checks the engine (blocking, a few ms the first time);
     bad options raise :class:`VoiceOptionsError`, a missing library
     :class:`SpeechEngineError`.
+
+    The same text does not give the same samples twice in a process: espeak-ng
+    carries state in its wave generator from one synthesis to the next (measured:
+    lengths differing by up to 18 samples in 31,400, the waveform from the first
+    sample on; reseeding its noise does not change that). Tests that need
+    identical audio should synthesize once and reuse the frame.
     """
 
     def __init__(self, voice: str = "en-us", rate: int = 175, *, pitch: int = 50, volume: int = 100,
